@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Shared stage script of espnet_pinch ASR recipes. A recipe's run.sh sets its defaults and calls
+#   ./asr.sh --asr_config conf/train_dense.yaml "$@"
+# Stages (each: guard, one log line, a .done marker; safe to re-run; --stage/--stop_stage pick):
+#   1 data prep        local/data.sh -> data/{train,dev,test}          (Kaldi-style dirs)
+#   2 tokenizer        sentencepiece on data/train/text -> data/token_list/<type>/
+#   3 dump audio       checked, speed-perturbed kaldiio ark/scp -> dump/<set>/
+#   4 upstream         random-weight local S3PRL checkpoint from a size config -> exp/upstream/
+#   5 collect stats    ESPnet collect-stats through the upstream; features written with kaldiio
+#   6 train            ESPnet trainer -> exp/asr_<tag>/ (dense: the bundled model unless retrained)
+#   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
+#   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json
+#   9 results          RESULTS.md and exp/results.json over every trained model
+set -euo pipefail
+log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+
+stage=1                 # first stage to run
+stop_stage=9            # last stage to run
+ngpu=0                  # GPUs for training/decoding (ESPnet's --ngpu; >1 = distributed)
+nthreads=2              # torch/OpenMP threads per process (set deliberately: spin-waits otherwise)
+python=python3          # interpreter (path.sh points it at tools/venv)
+corpus=                 # corpus root handed to local/data.sh
+data_dir=data           # Kaldi-style data dirs
+dump_dir=dump           # dumped audio
+exp_dir=exp             # experiments
+train_set=train         # training set name
+valid_set=dev           # validation set name
+test_sets="dev test"    # sets to decode and score
+speed_perturb="0.9 1.0 1.1"  # speed perturbation factors for the training set
+token_type=char         # sentencepiece model type: char | bpe | unigram
+nbpe=100                # vocabulary size for bpe / unigram
+upstream_config=../../../conf/upstream/small_cpu.yaml  # size config of the starting upstream
+upstream_ckpt=          # existing local S3PRL checkpoint to start from (skips stage 4)
+upstream_seed=0         # seed of the random starting upstream
+asr_config=conf/train_dense.yaml  # training config (frontend, model, optimiser, pruning block)
+asr_tag=                # experiment name (default: from the config file name)
+asr_args=               # extra options for the trainer, e.g. "--max_epoch 2"
+method=dense            # what the config does (written to results): dense | spg | ...
+dense_model=            # bundled dense model dir; stage 6 imports it instead of training
+retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
+inference_config=conf/decode.yaml  # decoding options
+inference_model=valid.cer_ctc.best.pth  # checkpoint name inside the experiment dir
+seed=0                  # training seed
+
+. utils/parse_options.sh
+. ./path.sh   # puts tools/venv first on PATH (installing it on first use)
+. ./cmd.sh    # train_cmd / decode_cmd: local or Slurm backend
+[ "$python" = python3 ] && python=$PINCH_PYTHON
+
+export OMP_NUM_THREADS=$nthreads MKL_NUM_THREADS=$nthreads
+[ -z "$asr_tag" ] && asr_tag=$(basename "$asr_config" .yaml | sed 's/^train_//')
+token_dir=$data_dir/token_list/$token_type
+asr_exp=$exp_dir/asr_$asr_tag
+stats_dir=$exp_dir/asr_stats_$token_type
+[ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
+sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
+train_dump=$dump_dir/${train_set}${sp_suffix}
+
+# run_stage N NAME: true when stage N is selected and not done yet (its .done marker is absent).
+run_stage() {
+  local n=$1 marker=$2
+  [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
+  if [ -f "$marker" ]; then log "Stage $n: already done ($marker); remove it to redo"; return 1; fi
+  return 0
+}
+
+if run_stage 1 "$data_dir/.done"; then
+  log "Stage 1: data prep: $corpus -> $data_dir/{$train_set,$valid_set,test}"
+  local/data.sh --corpus "$corpus" --data_dir "$data_dir"
+  touch "$data_dir/.done"
+fi
+
+if run_stage 2 "$token_dir/.done"; then
+  log "Stage 2: sentencepiece ($token_type) on $data_dir/$train_set/text -> $token_dir"
+  $python -m espnet_pinch.data.tokenize --text "$data_dir/$train_set/text" --out "$token_dir" \
+    --model_type "$token_type" --vocab_size "$nbpe"
+  touch "$token_dir/.done"
+fi
+
+if run_stage 3 "$dump_dir/.done"; then
+  log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir (speed perturbation: $speed_perturb)"
+  # shellcheck disable=SC2086
+  $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
+  for dset in $valid_set $test_sets; do
+    [ -f "$dump_dir/$dset/wav.scp" ] && [ "$dset" != "$train_set" ] && continue
+    $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset"
+  done
+  touch "$dump_dir/.done"
+fi
+
+if run_stage 4 "$upstream_ckpt.done"; then
+  if [ -f "$upstream_ckpt" ] && [ "$upstream_ckpt" != "$exp_dir/upstream/upstream.pt" ]; then
+    log "Stage 4: using the given upstream checkpoint $upstream_ckpt"
+  else
+    log "Stage 4: random-weight upstream from $upstream_config (seed $upstream_seed) -> $upstream_ckpt"
+    $python -m espnet_pinch.bin.make_upstream --config "$upstream_config" --out "$upstream_ckpt" \
+      --seed "$upstream_seed"
+  fi
+  touch "$upstream_ckpt.done"
+fi
+
+# ESPnet's data options, shared by collect-stats and training.
+data_opts=(
+  --use_preprocessor true --token_type bpe --bpemodel "$token_dir/spm.model"
+  --token_list "$token_dir/tokens.txt"
+  --valid_data_path_and_name_and_type "$dump_dir/$valid_set/wav.scp,speech,kaldi_ark"
+  --valid_data_path_and_name_and_type "$dump_dir/$valid_set/text,text,text"
+  --frontend_conf "path_or_url=$upstream_ckpt"
+)
+
+if run_stage 5 "$stats_dir/.done"; then
+  log "Stage 5: collect stats and upstream features (kaldiio) of $dump_dir/$train_set -> $stats_dir"
+  # Stats and features of the unperturbed training set; shapes of the perturbed one come
+  # from its utt2num_samples.
+  [ -f "$dump_dir/$train_set/wav.scp" ] || \
+    $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$dump_dir/$train_set"
+  rm -rf "$stats_dir"
+  $train_cmd "$stats_dir/logs/stats.log" $python -m espnet_pinch.bin.asr_train \
+    --collect_stats true --write_collected_feats true --ngpu 0 --num_workers 0 \
+    --config "$asr_config" "${data_opts[@]}" \
+    --train_data_path_and_name_and_type "$dump_dir/$train_set/wav.scp,speech,kaldi_ark" \
+    --train_data_path_and_name_and_type "$dump_dir/$train_set/text,text,text" \
+    --train_shape_file "$dump_dir/$train_set/utt2num_samples" \
+    --valid_shape_file "$dump_dir/$valid_set/utt2num_samples" \
+    --output_dir "$stats_dir" \
+    || { log "Stage 5 failed: see $stats_dir/logs/stats.log"; exit 1; }
+  touch "$stats_dir/.done"
+fi
+
+if run_stage 6 "$asr_exp/.done"; then
+  mkdir -p "$asr_exp"
+  if [ "$method" = dense ] && [ -n "$dense_model" ] && [ "$retrain_dense" = false ]; then
+    log "Stage 6: import the bundled dense model $dense_model -> $asr_exp (--retrain_dense true trains it)"
+    $python -m espnet_pinch.bin.bundle import --bundle "$dense_model" --exp "$asr_exp" \
+      --token_list "$token_dir/tokens.txt" --bpemodel "$token_dir/spm.model" --name "$inference_model"
+  else
+    log "Stage 6: train ($method) with $asr_config -> $asr_exp (log: $asr_exp/train.log)"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+      --config "$asr_config" "${data_opts[@]}" --ngpu "$ngpu" --seed "$seed" \
+      --train_data_path_and_name_and_type "$train_dump/wav.scp,speech,kaldi_ark" \
+      --train_data_path_and_name_and_type "$train_dump/text,text,text" \
+      --train_shape_file "$train_dump/utt2num_samples" \
+      --valid_shape_file "$dump_dir/$valid_set/utt2num_samples" \
+      --resume true --output_dir "$asr_exp" $asr_args \
+      || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+    $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
+      --train_seconds $(( $(date +%s) - start )) --model "$inference_model"
+  fi
+  touch "$asr_exp/.done"
+fi
+
+if run_stage 7 "$asr_exp/.decode.done"; then
+  for dset in $test_sets; do
+    out=$asr_exp/decode_$dset
+    log "Stage 7: decode $dump_dir/$dset with $asr_exp/$inference_model -> $out"
+    rm -rf "$out"; mkdir -p "$out"
+    start=$(date +%s.%N)
+    $decode_cmd "$out/decode.log" $python -m espnet_pinch.bin.asr_inference \
+      --config "$inference_config" --ngpu "$ngpu" \
+      --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
+      --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
+      --output_dir "$out/raw" \
+      || { log "Stage 7 failed: see $out/decode.log"; exit 1; }
+    $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --start "$start" \
+      --num_samples "$dump_dir/$dset/utt2num_samples"
+  done
+  touch "$asr_exp/.decode.done"
+fi
+
+if run_stage 8 "$asr_exp/.score.done"; then
+  for dset in $test_sets; do
+    out=$asr_exp/decode_$dset
+    log "Stage 8: score $out/raw/1best_recog/text against $dump_dir/$dset/text -> $out/score.json"
+    $python -m espnet_pinch.scoring.score --ref "$dump_dir/$dset/text" \
+      --hyp "$out/raw/1best_recog/text" --out "$out"
+  done
+  touch "$asr_exp/.score.done"
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  log "Stage 9: results over $exp_dir/asr_*/ -> RESULTS.md, $exp_dir/results.json"
+  $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
+    --markdown RESULTS.md --json "$exp_dir/results.json"
+fi
+log "Done (stages $stage..$stop_stage)"

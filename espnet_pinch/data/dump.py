@@ -1,0 +1,96 @@
+"""Dump audio of a Kaldi data dir into a kaldiio ark/scp (ESPnet's ``kaldi_ark`` input type),
+with optional speed perturbation, after checking every file.
+
+Writes ``<out>/wav.ark``, ``<out>/wav.scp``, ``<out>/utt2num_samples``, ``<out>/text`` and
+``<out>/utt2spk``. Everything is written to ``<out>.tmp`` and renamed at the end, so a failed run
+leaves the previous output as it was.
+
+Usage: python -m espnet_pinch.data.dump --data data/train --out dump/raw/train [--speed 0.9 1.0 1.1]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+from espnet_pinch.data.audio import AudioError, read_audio
+from espnet_pinch.data.kaldi_dir import read_scp
+
+RATE = 16000
+
+
+def speed_perturb(wav: np.ndarray, factor: float) -> np.ndarray:
+    """Kaldi/sox-style speed change (tempo and pitch): length becomes len(wav) / factor."""
+    if factor == 1.0:
+        return wav
+    import torch
+    import torchaudio.functional as AF
+
+    x = torch.from_numpy(wav.astype(np.float32))
+    y = AF.resample(x, orig_freq=int(round(RATE * factor)), new_freq=RATE)
+    return np.clip(y.numpy().round(), -32768, 32767).astype(np.int16)
+
+
+def dump(data_dir: str | Path, out: str | Path, speeds: list[float] = (1.0,)) -> int:
+    data_dir, out = Path(data_dir), Path(out)
+    wavs = read_scp(data_dir / "wav.scp")
+    texts = read_scp(data_dir / "text")
+    spks = read_scp(data_dir / "utt2spk")
+    missing = [u for u in wavs if u not in texts]
+    if missing:
+        raise ValueError(f"{data_dir}/text: no transcript for {missing[:5]}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = 0
+    entries = []
+    for speed in speeds:
+        prefix = "" if speed == 1.0 else f"sp{speed}-"
+        for utt, path in wavs.items():
+            entries.append((prefix + utt, path, speed, utt))
+    entries.sort(key=lambda e: e[0])
+    with kaldiio.WriteHelper(f"ark,scp:{tmp / 'wav.ark'},{tmp / 'wav.scp'}") as writer, open(
+        tmp / "utt2num_samples", "w"
+    ) as nsf, open(tmp / "text", "w") as tf, open(tmp / "utt2spk", "w") as sf:
+        for key, path, speed, utt in entries:
+            wav = speed_perturb(read_audio(path, expected_rate=RATE), speed)
+            writer(key, (RATE, wav))
+            nsf.write(f"{key} {len(wav)}\n")
+            tf.write(f"{key} {texts[utt]}\n")
+            sf.write(f"{key} {(f'sp{speed}-' if speed != 1.0 else '') + spks[utt]}\n")
+            n += 1
+            if n % 500 == 0:
+                logging.info("%s: %d utterances dumped", out, n)
+    # wav.scp points into tmp/; rewrite it for the final location before the rename.
+    scp = (tmp / "wav.scp").read_text().replace(str(tmp / "wav.ark"), str(out.resolve() / "wav.ark"))
+    (tmp / "wav.scp").write_text(scp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="Kaldi data dir (wav.scp, text, utt2spk)")
+    p.add_argument("--out", required=True, help="output dump dir")
+    p.add_argument("--speed", type=float, nargs="+", default=[1.0], help="speed perturbation factors")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        n = dump(args.data, args.out, args.speed)
+    except (AudioError, ValueError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        return 1
+    logging.info("dumped %d utterances to %s", n, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Gate-aware S3PRL frontend: owns one S3PRL upstream and exposes its prunable layers.
+
+Differences from ESPnet's ``S3prlFrontend`` (which this replaces for espnet_pinch):
+- no deep copy of the pretrained weights (ESPnet keeps a second copy for
+  ``reload_pretrained_parameters``; here that re-reads the checkpoint file instead);
+- the upstream can be built from an explicit size config (``upstream_config``) with no
+  checkpoint at all: a saved or compacted ESPnet model then loads from its own ``model.pth``;
+- the CNN feature extractor is trainable (``feature_grad_mult``) and wav2vec2-style time masking
+  can be switched on during training (``apply_mask``): both are needed to train or prune it;
+- ``prunable_layers()`` lists every Linear/Conv1d that the forward pass uses, by stable name,
+  for the pruning methods in ``espnet_pinch.pruning``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from typing import Optional, Tuple, Union
+
+import torch
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+
+from espnet_pinch.upstream.build import build_model, load_size_config, s3prl_name, save_checkpoint
+
+# Submodules of Wav2Vec2Model/HubertModel that the fine-tuning forward pass runs through.
+_USED_PREFIXES = ("feature_extractor.", "post_extract_proj", "encoder.")
+
+
+def _build_s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extra_conf):
+    from s3prl.nn import S3PRLUpstream
+
+    if path_or_url is not None or upstream_config is None:
+        return S3PRLUpstream(name, path_or_url=path_or_url, extra_conf=extra_conf)
+    # Architecture only: weights come later from the ESPnet model.pth. S3PRL's local loaders
+    # read a file, so write a random-weight checkpoint of this architecture to a temp file.
+    cfg = load_size_config(upstream_config)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, "upstream.pt")
+        save_checkpoint(cfg, build_model(cfg).state_dict(), ckpt)
+        return S3PRLUpstream(name or s3prl_name(cfg), path_or_url=ckpt, extra_conf=extra_conf)
+
+
+class PinchS3prlFrontend(AbsFrontend):
+    """S3PRL upstream + Featurizer as an ESPnet frontend.
+
+    Args:
+        upstream: S3PRL hub name (``wav2vec2``, ``hubert_large_ll60k``, ``wav2vec2_local``, ...).
+        path_or_url: checkpoint for ``*_local``/``*_url``/``*_custom`` names.
+        upstream_config: size config (path or dict) to build the architecture with random
+            weights when there is no checkpoint (e.g. loading a saved or compacted model).
+        multilayer_feature: learnable weighted sum of all hidden states (else the last one).
+        layer: a single hidden-state index (-1: see ``multilayer_feature``).
+        feature_grad_mult: gradient scale into the CNN feature extractor (0 freezes it).
+        apply_mask: wav2vec2/HuBERT time (and channel) masking in training, as in fine-tuning.
+        fs: sampling rate; S3PRL upstreams take 16 kHz only.
+    """
+
+    def __init__(
+        self,
+        upstream: str = "wav2vec2_local",
+        path_or_url: Optional[str] = None,
+        upstream_config: Union[str, dict, None] = None,
+        multilayer_feature: bool = False,
+        layer: int = -1,
+        feature_grad_mult: float = 1.0,
+        apply_mask: bool = False,
+        extra_conf: Optional[dict] = None,
+        fs: int = 16000,
+    ):
+        super().__init__()
+        if fs != 16000:
+            raise ValueError(f"frontend_conf.fs: S3PRL upstreams take 16000 Hz audio, got {fs}")
+        if path_or_url is not None and not str(path_or_url).startswith("http"):
+            if not os.path.isfile(path_or_url):
+                raise FileNotFoundError(f"frontend_conf.path_or_url: no file {path_or_url}")
+        self.upstream_name = upstream
+        self.path_or_url = path_or_url
+        self.upstream = _build_s3prl_upstream(upstream, path_or_url, upstream_config, extra_conf)
+        from s3prl.nn import Featurizer
+
+        if layer != -1 and multilayer_feature:
+            raise ValueError("frontend_conf: give either layer or multilayer_feature, not both")
+        # One hidden state is taken directly; S3PRL's Featurizer only weighs several.
+        self.layer = None if multilayer_feature else layer
+        self.featurizer = Featurizer(self.upstream) if multilayer_feature else None
+        self._output_size = self.upstream.hidden_sizes[-1]
+        self.hop_length = self.upstream.downsample_rates[-1]
+        model = self.ssl_model
+        if hasattr(model, "feature_grad_mult"):
+            model.feature_grad_mult = feature_grad_mult
+        if apply_mask:
+            self._enable_training_mask(model)
+
+    @property
+    def ssl_model(self) -> torch.nn.Module:
+        """The wrapped Wav2Vec2Model / HubertModel (what the pruning methods operate on)."""
+        return self.upstream.upstream.model
+
+    @staticmethod
+    def _enable_training_mask(model: torch.nn.Module) -> None:
+        # S3PRL's expert always calls extract_features(mask=False); fine-tuning recipes mask
+        # in training. Override on this instance only (S3PRL itself is untouched).
+        original = type(model).extract_features
+
+        def extract_features(source, padding_mask=None, mask=False, **kwargs):
+            return original(model, source, padding_mask, mask=mask or model.training, **kwargs)
+
+        model.extract_features = extract_features
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def prunable_layers(self) -> "OrderedDict[str, torch.nn.Module]":
+        """Every Linear / Conv1d the forward pass runs, keyed by its name inside ``ssl_model``.
+
+        The positional convolution is listed too; pruners choose their subset by name pattern.
+        """
+        out: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
+        for name, mod in self.ssl_model.named_modules():
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d)) and name.startswith(
+                _USED_PREFIXES
+            ):
+                out[name] = mod
+        return out
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T_wav) waveforms -> (B, T_frames, D) features, (B,) frame counts.
+
+        Integer input (int16 PCM from a ``kaldi_ark`` dump) is scaled to [-1, 1).
+        """
+        if not input.is_floating_point():
+            input = input.float() / 32768.0
+        hs, hs_len = self.upstream(input, input_lengths)
+        if self.featurizer is None:
+            return hs[self.layer], hs_len[self.layer]
+        return self.featurizer(hs, hs_len)
+
+    def reload_pretrained_parameters(self) -> None:
+        """Re-read upstream weights from the checkpoint (ESPnet calls this after ``--init``)."""
+        if self.path_or_url is None or str(self.path_or_url).startswith("http"):
+            logging.warning("frontend: no local checkpoint to reload pretrained weights from")
+            return
+        state = torch.load(self.path_or_url, map_location="cpu")["model_weight"]
+        self.ssl_model.load_state_dict(state)
+        logging.info("frontend: reloaded upstream weights from %s", self.path_or_url)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run the test suite in the project's venv (installed on first use).
+# Usage: tools/test.sh [pytest args]   e.g. tools/test.sh -m slow   for the long end-to-end runs
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/tools/install.sh" >/dev/null
+cd "$root"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1
+export NLTK_DATA=${NLTK_DATA:-$root/tools/nltk_data}
+exec "$root/tools/venv/bin/python" -m pytest "$@"
