@@ -20,6 +20,7 @@ ngpu=0                  # GPUs for training/decoding (ESPnet's --ngpu; >1 = dist
 nthreads=2              # torch/OpenMP threads per process (set deliberately: spin-waits otherwise)
 python=python3          # interpreter (path.sh points it at tools/venv)
 corpus=                 # corpus root handed to local/data.sh
+local_data_opts=        # more options for local/data.sh, e.g. "--max_utts 40"
 data_dir=data           # Kaldi-style data dirs
 dump_dir=dump           # dumped audio
 exp_dir=exp             # experiments
@@ -41,6 +42,7 @@ retrain_dense=false     # true: train the dense model from scratch even if dense
 inference_config=conf/decode.yaml  # decoding options
 inference_model=valid.cer_ctc.best.pth  # checkpoint name inside the experiment dir
 seed=0                  # training seed
+results_md=RESULTS.md   # where stage 9 writes the readable table
 
 . utils/parse_options.sh
 . ./path.sh   # puts tools/venv first on PATH (installing it on first use)
@@ -66,7 +68,8 @@ run_stage() {
 
 if run_stage 1 "$data_dir/.done"; then
   log "Stage 1: data prep: $corpus -> $data_dir/{$train_set,$valid_set,test}"
-  local/data.sh --corpus "$corpus" --data_dir "$data_dir"
+  # shellcheck disable=SC2086
+  local/data.sh --corpus "$corpus" --data_dir "$data_dir" $local_data_opts
   touch "$data_dir/.done"
 fi
 
@@ -180,8 +183,8 @@ if run_stage 8 "$asr_exp/.score.done"; then
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  log "Stage 9: results over $exp_dir/asr_*/ -> RESULTS.md, $exp_dir/results.json"
+  log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
-    --markdown RESULTS.md --json "$exp_dir/results.json"
+    --markdown "$results_md" --json "$exp_dir/results.json"
 fi
 log "Done (stages $stage..$stop_stage)"
