@@ -1,0 +1,13 @@
+"""Pruning methods behind one interface (``abs_pruner.AbsPruner``).
+
+Adding a method: write its module here and add one line to ``PRUNERS``; the ESPnet config then
+selects it with ``pruner: <name>`` and ``pruner_conf: {...}``.
+"""
+from espnet_pinch.pruning.abs_pruner import AbsPruner
+from espnet_pinch.pruning.spg import SPGPruner
+
+PRUNERS = {
+    "spg": SPGPruner,
+}
+
+__all__ = ["AbsPruner", "PRUNERS"]

@@ -2,7 +2,7 @@
 
 Subcommands (each called by a recipe stage):
   meta    after training: ``<exp>/meta.json`` (method, target sparsity, train seconds, model)
-  rtf     after decoding one set: ``<decode_dir>/rtf.json`` (wall seconds / audio seconds)
+  rtf     after decoding one set: ``<decode_dir>/rtf.json`` (decode wall seconds / audio seconds)
   report  over ``<exp_dir>/asr_*/meta.json``: ``results.json`` (one row per model) and RESULTS.md
 
 Usage: python -m espnet_pinch.scoring.results report --exp_dir exp --test_sets "dev test" \
@@ -14,12 +14,12 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from espnet_pinch.data.kaldi_dir import read_scp
+from espnet_pinch.pruning.sparse import from_sparse
 from espnet_pinch.scoring.score import write_json
 
 # Weights of the upstream's Linear/Conv layers (what pruning methods may remove) in an ESPnet
@@ -41,7 +41,8 @@ def prunable_keys(state: dict) -> list[str]:
 def param_counts(model_path: str | Path, keys: list[str] | None = None) -> dict:
     """Total / non-zero parameters, and sparsity over the prunable weights, of a model.pth."""
     state = torch.load(model_path, map_location="cpu")
-    state = {k: v.to_dense() if getattr(v, "is_sparse", False) else v for k, v in state.items()}
+    if state.get("format") == "bitmask-v1":  # sparse export of a fine-grained pruned model
+        state = from_sparse(state)
     tensors = [v for v in state.values() if torch.is_floating_point(v)]
     keys = keys or prunable_keys(state)
     prunable = sum(state[k].numel() for k in keys)
@@ -61,11 +62,20 @@ def cmd_meta(args) -> None:
         "target_sparsity": args.target_sparsity, "train_seconds": args.train_seconds,
         "model_path": str(exp / args.model),
     }
+    if args.pruning:  # written by bin.finalize
+        p = json.loads(Path(args.pruning).read_text())
+        meta.update({
+            # one pass: the whole run (training with gates + finalize) is the compression time
+            "compression_seconds": args.train_seconds,
+            "per_layer_sparsity": {k: round(v, 4) for k, v in p["per_layer_sparsity"].items()},
+            "prunable_keys": p["prunable_keys"], "extra_params": p["extra_params"],
+            "bytes_dense_equivalent": p["bytes_dense"],
+        })
     write_json(exp / "meta.json", meta)
 
 
 def cmd_rtf(args) -> None:
-    elapsed = time.time() - float(args.start)
+    elapsed = json.loads(Path(args.timing).read_text())["decode_seconds"]
     samples = sum(int(v) for v in read_scp(args.num_samples).values())
     audio_s = samples / 16000.0
     write_json(Path(args.decode_dir) / "rtf.json",
@@ -82,6 +92,8 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
             continue
         row.update(param_counts(row["model_path"], row.get("prunable_keys")))
         row.pop("prunable_keys", None)
+        row["bytes_on_disk"] = Path(row["model_path"]).stat().st_size
+        row.setdefault("compression_seconds", None)
         row["wer"], row["cer"], rtfs = {}, {}, []
         for s in test_sets:
             score = exp / f"decode_{s}" / "score.json"
@@ -102,7 +114,7 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
 def markdown(rows: list[dict], test_sets: list[str]) -> str:
     head = ["tag", "method", "target", "sparsity", "params", "nonzero"]
     head += [f"WER {s}" for s in test_sets] + [f"CER {s}" for s in test_sets]
-    head += ["train s", "decode RTF"]
+    head += ["train s", "compress s", "MB on disk", "decode RTF"]
     lines = ["# Results", "",
              "Written by the recipe's results stage from `exp/results.json`; WER/CER in %, "
              "sparsity over the upstream's prunable Linear/Conv weights, RTF = CPU decode "
@@ -115,9 +127,52 @@ def markdown(rows: list[dict], test_sets: list[str]) -> str:
                  f"{r['params_nonzero'] / 1e6:.2f} M"]
         cells += [fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
         cells += [fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
-        cells += [fmt(r.get("train_seconds"), "{:.0f}"), fmt(r.get("decode_rtf"), "{:.3f}")]
+        cells += [fmt(r.get("train_seconds"), "{:.0f}"), fmt(r.get("compression_seconds"), "{:.0f}"),
+                  f"{r['bytes_on_disk'] / 1e6:.2f}", fmt(r.get("decode_rtf"), "{:.3f}")]
         lines.append("| " + " | ".join(cells) + " |")
+    pruned = [r for r in rows if r.get("per_layer_sparsity")]
+    if pruned:
+        lines += ["", "## Per-layer sparsity", "",
+                  "Fraction of exact zeros in each gated layer of the final model "
+                  "(chart: `per_layer_sparsity.png`).", "",
+                  "| layer | " + " | ".join(r["tag"] for r in pruned) + " |",
+                  "|---|" + "---|" * len(pruned)]
+        names = list(pruned[0]["per_layer_sparsity"])
+        for n in names:
+            vals = [fmt(r["per_layer_sparsity"].get(n), "{:.3f}") for r in pruned]
+            lines.append(f"| {n} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+def plot_per_layer(rows: list[dict], path: Path) -> bool:
+    """Grouped bar chart of per-layer sparsity, one colour per pruned model."""
+    pruned = [r for r in rows if r.get("per_layer_sparsity")]
+    if not pruned:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(pruned[0]["per_layer_sparsity"])
+    width = 0.8 / len(pruned)
+    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(names)), 4.5))
+    for i, r in enumerate(pruned):
+        xs = [j + i * width for j in range(len(names))]
+        ax.bar(xs, [r["per_layer_sparsity"].get(n, 0) for n in names], width,
+               label=f"{r['tag']} (overall {r['sparsity']:.3f})")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels([n.replace("encoder.layers.", "L").replace("self_attn.", "")
+                        .replace("feature_extractor.conv_layers.", "conv") for n in names],
+                       rotation=90, fontsize=7)
+    ax.set_ylabel("sparsity (fraction of zeros)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Per-layer sparsity of the pruned models")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def cmd_report(args) -> None:
@@ -128,6 +183,7 @@ def cmd_report(args) -> None:
     write_json(args.json, rows)
     md = Path(args.markdown)
     md.write_text(markdown(rows, sets))
+    plot_per_layer(rows, md.parent / "per_layer_sparsity.png")
     logging.info("results: %d rows -> %s, %s", len(rows), args.json, md)
 
 
@@ -140,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--target_sparsity", type=float, default=0.0)
     m.add_argument("--train_seconds", type=float, required=True)
     m.add_argument("--model", required=True, help="checkpoint file name inside --exp")
+    m.add_argument("--pruning", help="pruning.json of a finalized pruned model")
     r = sub.add_parser("rtf", help="write <decode_dir>/rtf.json after decoding")
     r.add_argument("--decode_dir", required=True)
-    r.add_argument("--start", required=True, help="decode start, seconds since the epoch")
+    r.add_argument("--timing", required=True, help="timing.json written by bin.asr_inference")
     r.add_argument("--num_samples", required=True, help="utt2num_samples of the decoded set")
     rep = sub.add_parser("report", help="RESULTS.md and results.json over all models")
     rep.add_argument("--exp_dir", required=True)

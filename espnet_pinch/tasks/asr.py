@@ -1,19 +1,30 @@
 """Registration of espnet_pinch classes into ESPnet's ASR task (ESPnet itself is not edited).
 
 ESPnet's ``ClassChoices`` objects are module-level and read at argument-parse time, so adding
-entries before ``ASRTask.main()`` / ``build_model_from_file`` is enough. Importing this module
-registers everything; ``ASRTask`` is re-exported for the entry points.
+entries before ``ASRTask.main()`` / ``build_model_from_file`` is enough: importing this module
+registers our frontend, encoder and model. ``PinchASRTask`` adds one more choice, ``pruner``
+(``pruner: spg`` + ``pruner_conf: {...}`` in a config), and attaches it when the model is built.
 """
 from __future__ import annotations
 
+import argparse
+
 from espnet2.tasks import asr as _asr
-from espnet2.tasks.asr import ASRTask  # noqa: F401  (re-exported)
+from espnet2.tasks.asr import ASRTask
+from espnet2.train.class_choices import ClassChoices
 
 from espnet_pinch.encoder.linear import LinearEncoder
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
+from espnet_pinch.model.asr import PinchESPnetASRModel
+from espnet_pinch.pruning import PRUNERS, AbsPruner
 
 FRONTENDS = {"s3prl_pinch": PinchS3prlFrontend}
 ENCODERS = {"linear": LinearEncoder}
+MODELS = {"pinch": PinchESPnetASRModel}
+
+pruner_choices = ClassChoices(
+    name="pruner", classes=PRUNERS, type_check=AbsPruner, default=None, optional=True
+)
 
 
 def _register(choices, classes: dict) -> None:
@@ -27,6 +38,29 @@ def register() -> None:
     """Add our classes to ESPnet's ASR ClassChoices (idempotent)."""
     _register(_asr.frontend_choices, FRONTENDS)
     _register(_asr.encoder_choices, ENCODERS)
+    _register(_asr.model_choices, MODELS)
 
 
 register()
+
+
+class PinchASRTask(ASRTask):
+    """ESPnet's ASR task plus the ``pruner`` choice."""
+
+    class_choices_list = ASRTask.class_choices_list + [pruner_choices]
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace):
+        model = super().build_model(args)
+        name = getattr(args, "pruner", None)
+        if name is None:
+            return model
+        if not isinstance(model, PinchESPnetASRModel):
+            raise ValueError(f"pruner: {name} needs `model: pinch` in the config")
+        conf = dict(getattr(args, "pruner_conf", None) or {})
+        try:
+            pruner = pruner_choices.get_class(name)(model.prunable_layers(), **conf)
+        except TypeError as e:  # an unknown key in pruner_conf
+            raise ValueError(f"pruner_conf: {e}") from e
+        model.set_pruner(pruner)
+        return model

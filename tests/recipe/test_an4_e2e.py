@@ -23,7 +23,8 @@ def run_recipe(tmp: Path, an4: Path, *args: str) -> subprocess.CompletedProcess:
            "--exp_dir", str(tmp / "exp"), "--results_md", str(tmp / "RESULTS.md"),
            "--speed_perturb", "1.0", "--upstream_config", str(TINY),
            "--asr_config", "conf/train_debug.yaml", "--asr_tag", "debug",
-           "--retrain_dense", "true", "--nthreads", "2", *args]
+           "--retrain_dense", "true", "--nthreads", "2",
+           "--methods", "spg", "--conf_suffix", "_debug", "--target_sparsities", "0.5", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
 
@@ -34,7 +35,7 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     for n in range(1, 10):
         assert f"Stage {n}:" in r.stdout, f"stage {n} did not log"
     rows = json.loads((tmp_path / "exp/results.json").read_text())
-    assert len(rows) == 1
+    assert [r["tag"] for r in rows] == ["debug", "spg_0.5"]
     row = rows[0]
     assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
     assert row["method"] == "dense" and row["sparsity"] == 0.0
@@ -50,10 +51,23 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| debug | dense |" in md
 
+    # SPG ran in one pass from the dense model and was finalized and stored sparse.
+    spg = rows[1]
+    assert spg["method"] == "spg" and spg["target_sparsity"] == 0.5
+    assert ROW_KEYS | {"compression_seconds", "bytes_on_disk", "per_layer_sparsity"} <= set(spg)
+    assert 0 < spg["sparsity"] < 1 and spg["params_nonzero"] < spg["params_total"]
+    assert spg["model_path"].endswith("final/model.sparse.pt")
+    assert spg["compression_seconds"] > 0
+    assert "encoder.layers.0.fc1" in spg["per_layer_sparsity"]
+    log = (tmp_path / "exp/asr_spg_0.5/train.log").read_text()
+    assert "loss_sparsity=" in log and "sparsity=" in log  # per-epoch report
+    assert "## Per-layer sparsity" in md
+    assert (tmp_path / "per_layer_sparsity.png").stat().st_size > 1000
+
     # Re-running is safe: every stage is skipped by its marker, results are rewritten.
     r2 = run_recipe(tmp_path, an4)
     assert r2.returncode == 0, r2.stderr[-2000:]
-    assert r2.stdout.count("already done") == 8
+    assert r2.stdout.count("already done") == 5 + 3 * 2  # stages 1-5, stages 6-8 per model
     assert json.loads((tmp_path / "exp/results.json").read_text()) == rows
 
 

@@ -7,10 +7,12 @@
 #   3 dump audio       checked, speed-perturbed kaldiio ark/scp -> dump/<set>/
 #   4 upstream         random-weight local S3PRL checkpoint from a size config -> exp/upstream/
 #   5 collect stats    ESPnet collect-stats through the upstream; features written with kaldiio
-#   6 train            ESPnet trainer -> exp/asr_<tag>/ (dense: the bundled model unless retrained)
+#   6 train            ESPnet trainer -> exp/asr_<tag>/ (dense: the bundled model unless retrained;
+#                      pruning methods: one pass from the dense model, then finalize -> final/)
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json
 #   9 results          RESULTS.md and exp/results.json over every trained model
+# Stages 6-8 run for the dense model and then for every method x target sparsity.
 set -euo pipefail
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 
@@ -33,10 +35,14 @@ nbpe=100                # vocabulary size for bpe / unigram
 upstream_config=../../../conf/upstream/small_cpu.yaml  # size config of the starting upstream
 upstream_ckpt=          # existing local S3PRL checkpoint to start from (skips stage 4)
 upstream_seed=0         # seed of the random starting upstream
-asr_config=conf/train_dense.yaml  # training config (frontend, model, optimiser, pruning block)
-asr_tag=                # experiment name (default: from the config file name)
-asr_args=               # extra options for the trainer, e.g. "--max_epoch 2"
-method=dense            # what the config does (written to results): dense | spg | ...
+asr_config=conf/train_dense.yaml  # dense training config (frontend, model, optimiser)
+asr_tag=                # dense experiment name (default: from the config file name)
+asr_args=               # extra options for every trainer run, e.g. "--max_epoch 2"
+methods=                # pruning methods to run after dense, e.g. "spg" (config: conf/train_<method>.yaml)
+conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
+target_sparsities="0.5 0.65"  # target sparsities for every pruning method
+pruned_args=            # extra options for the pruning runs only
+pruned_model=latest.pth # checkpoint of a pruning run to finalize (the last epoch)
 dense_model=            # bundled dense model dir; stage 6 imports it instead of training
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
 inference_config=conf/decode.yaml  # decoding options
@@ -52,7 +58,14 @@ results_md=RESULTS.md   # where stage 9 writes the readable table
 export OMP_NUM_THREADS=$nthreads MKL_NUM_THREADS=$nthreads
 [ -z "$asr_tag" ] && asr_tag=$(basename "$asr_config" .yaml | sed 's/^train_//')
 token_dir=$data_dir/token_list/$token_type
-asr_exp=$exp_dir/asr_$asr_tag
+dense_exp=$exp_dir/asr_$asr_tag
+# Experiments of stages 6-8: "tag method target config".
+exps=("$asr_tag dense 0 $asr_config")
+for m in $methods; do
+  c=conf/train_$m$conf_suffix.yaml
+  [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
+  for t in $target_sparsities; do exps+=("${m}_$t $m $t $c"); done
+done
 stats_dir=$exp_dir/asr_stats_$token_type
 [ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
@@ -130,57 +143,95 @@ if run_stage 5 "$stats_dir/.done"; then
   touch "$stats_dir/.done"
 fi
 
-if run_stage 6 "$asr_exp/.done"; then
-  mkdir -p "$asr_exp"
-  if [ "$method" = dense ] && [ -n "$dense_model" ] && [ "$retrain_dense" = false ]; then
-    log "Stage 6: import the bundled dense model $dense_model -> $asr_exp (--retrain_dense true trains it)"
-    $python -m espnet_pinch.bin.bundle import --bundle "$dense_model" --exp "$asr_exp" \
-      --token_list "$token_dir/tokens.txt" --bpemodel "$token_dir/spm.model" --name "$inference_model"
+train_dense() {  # tag config
+  local asr_exp=$exp_dir/asr_$1 config=$2
+  log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
+  local start; start=$(date +%s)
+  # shellcheck disable=SC2086
+  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+    --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" $asr_args \
+    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+  $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
+    --train_seconds $(( $(date +%s) - start )) --model "$inference_model"
+}
+
+train_pruned() {  # tag method target config
+  local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4
+  local init=$dense_exp/$inference_model
+  log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp"
+  local start; start=$(date +%s)
+  # shellcheck disable=SC2086
+  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+    --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" \
+    --init_param "$init" --pruner_conf "target_sparsity=$target" $asr_args $pruned_args \
+    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+  $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$pruned_model" \
+    --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
+    || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
+  $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
+    --target_sparsity "$target" --train_seconds $(( $(date +%s) - start )) \
+    --model final/model.sparse.pt --pruning "$asr_exp/final/pruning.json"
+}
+
+train_opts=(
+  --ngpu "$ngpu" --seed "$seed" --resume true
+  --train_data_path_and_name_and_type "$train_dump/wav.scp,speech,kaldi_ark"
+  --train_data_path_and_name_and_type "$train_dump/text,text,text"
+  --train_shape_file "$train_dump/utt2num_samples"
+  --valid_shape_file "$dump_dir/$valid_set/utt2num_samples"
+)
+
+for e in "${exps[@]}"; do
+  read -r tag method target config <<< "$e"
+  asr_exp=$exp_dir/asr_$tag
+  if [ -f "$asr_exp/final/config.yaml" ]; then  # a finalized pruned model
+    model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt
   else
-    log "Stage 6: train ($method) with $asr_config -> $asr_exp (log: $asr_exp/train.log)"
-    start=$(date +%s)
-    # shellcheck disable=SC2086
-    $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
-      --config "$asr_config" "${data_opts[@]}" --ngpu "$ngpu" --seed "$seed" \
-      --train_data_path_and_name_and_type "$train_dump/wav.scp,speech,kaldi_ark" \
-      --train_data_path_and_name_and_type "$train_dump/text,text,text" \
-      --train_shape_file "$train_dump/utt2num_samples" \
-      --valid_shape_file "$dump_dir/$valid_set/utt2num_samples" \
-      --resume true --output_dir "$asr_exp" $asr_args \
-      || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
-    $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
-      --train_seconds $(( $(date +%s) - start )) --model "$inference_model"
+    model_config=$asr_exp/config.yaml; model_file=$asr_exp/$inference_model
   fi
-  touch "$asr_exp/.done"
-fi
 
-if run_stage 7 "$asr_exp/.decode.done"; then
-  for dset in $test_sets; do
-    out=$asr_exp/decode_$dset
-    log "Stage 7: decode $dump_dir/$dset with $asr_exp/$inference_model -> $out"
-    rm -rf "$out"; mkdir -p "$out"
-    start=$(date +%s.%N)
-    $decode_cmd "$out/decode.log" $python -m espnet_pinch.bin.asr_inference \
-      --config "$inference_config" --ngpu "$ngpu" \
-      --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
-      --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
-      --output_dir "$out/raw" \
-      || { log "Stage 7 failed: see $out/decode.log"; exit 1; }
-    $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --start "$start" \
-      --num_samples "$dump_dir/$dset/utt2num_samples"
-  done
-  touch "$asr_exp/.decode.done"
-fi
+  if run_stage 6 "$asr_exp/.done"; then
+    mkdir -p "$asr_exp"
+    if [ "$method" != dense ]; then
+      train_pruned "$tag" "$method" "$target" "$config"
+    elif [ -n "$dense_model" ] && [ "$retrain_dense" = false ]; then
+      log "Stage 6: import the bundled dense model $dense_model -> $asr_exp (--retrain_dense true trains it)"
+      $python -m espnet_pinch.bin.bundle import --bundle "$dense_model" --exp "$asr_exp" \
+        --token_list "$token_dir/tokens.txt" --bpemodel "$token_dir/spm.model" --name "$inference_model"
+    else
+      train_dense "$tag" "$config"
+    fi
+    touch "$asr_exp/.done"
+    [ "$method" != dense ] && { model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt; }
+  fi
 
-if run_stage 8 "$asr_exp/.score.done"; then
-  for dset in $test_sets; do
-    out=$asr_exp/decode_$dset
-    log "Stage 8: score $out/raw/1best_recog/text against $dump_dir/$dset/text -> $out/score.json"
-    $python -m espnet_pinch.scoring.score --ref "$dump_dir/$dset/text" \
-      --hyp "$out/raw/1best_recog/text" --out "$out"
-  done
-  touch "$asr_exp/.score.done"
-fi
+  if run_stage 7 "$asr_exp/.decode.done"; then
+    for dset in $test_sets; do
+      out=$asr_exp/decode_$dset
+      log "Stage 7: decode $dump_dir/$dset with $model_file -> $out"
+      rm -rf "$out"; mkdir -p "$out"
+      $decode_cmd --gpu "$ngpu" "$out/decode.log" $python -m espnet_pinch.bin.asr_inference \
+        --config "$inference_config" --ngpu "$ngpu" \
+        --asr_train_config "$model_config" --asr_model_file "$model_file" \
+        --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
+        --output_dir "$out/raw" \
+        || { log "Stage 7 failed: see $out/decode.log"; exit 1; }
+      $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --timing "$out/raw/timing.json" \
+        --num_samples "$dump_dir/$dset/utt2num_samples"
+    done
+    touch "$asr_exp/.decode.done"
+  fi
+
+  if run_stage 8 "$asr_exp/.score.done"; then
+    for dset in $test_sets; do
+      out=$asr_exp/decode_$dset
+      log "Stage 8: score $out/raw/1best_recog/text against $dump_dir/$dset/text -> $out/score.json"
+      $python -m espnet_pinch.scoring.score --ref "$dump_dir/$dset/text" \
+        --hyp "$out/raw/1best_recog/text" --out "$out"
+    done
+    touch "$asr_exp/.score.done"
+  fi
+done
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"

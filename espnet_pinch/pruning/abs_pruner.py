@@ -1,0 +1,47 @@
+"""The interface every pruning method implements.
+
+A pruner is given the model's prunable layers (name -> Linear/Conv1d) when the model is built,
+and then:
+  - ``attach()``       puts its gates on those layers (it owns no copy of their weights);
+  - ``loss()``         returns the extra loss term and stats to log, called after each forward;
+  - ``sparsity()``     reports the current sparsity, overall (parameter-weighted) and per layer;
+  - ``finalize()``     makes the masks permanent, removes the gates and returns a summary; the
+                       model is then an ordinary ESPnet model (dense tensors, zeros where pruned,
+                       or physically smaller for structured methods).
+The pruner's own state (thresholds, gate parameters, multipliers, step counters) lives in
+parameters and buffers of the pruner or of its gates, so it is saved and resumed with the model.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from typing import Dict, Tuple
+
+import torch
+
+
+class AbsPruner(torch.nn.Module, ABC):
+    def __init__(self, layers: "OrderedDict[str, torch.nn.Module]"):
+        super().__init__()
+        # A plain dict: the layers belong to the model, not to the pruner's state dict.
+        self.__dict__["layers"] = OrderedDict(layers)
+
+    @abstractmethod
+    def attach(self) -> None:
+        """Put gates on ``self.layers``."""
+
+    @abstractmethod
+    def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """(extra loss term, stats to log); called once per model forward."""
+
+    @abstractmethod
+    def sparsity(self) -> Dict[str, object]:
+        """{"overall": float, "per_layer": {name: float}} with the masks used in the forward pass."""
+
+    @abstractmethod
+    def finalize(self) -> Dict[str, object]:
+        """Make masks permanent, remove gates; returns {"sparsity", "per_layer_sparsity", ...}."""
+
+    def num_extra_params(self) -> int:
+        """Parameters the method adds during training (thresholds, gates, architecture weights)."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,199 @@
+"""SPG: sparsity-aware self-pinching gates (Xu et al., Interspeech 2025, arXiv 2505.22608).
+
+One learnable threshold t_l per gated layer (the only extra parameters), fine-grained masks:
+  soft mask  M = sigmoid((W^2 - t^2) / (2 * tau * s_l))
+  hard mask  H = 1[W^2 >= t^2]              (used in every forward pass, training and inference)
+where s_l = mean(W_l^2) at calibration makes tau scale-free across layers (our choice: layers
+differ in weight scale by orders of magnitude, and one tau should mean the same for all).
+The threshold is stored as t_l = theta_l * gain * sqrt(s_l) with theta_l the learned parameter:
+in units of the layer's RMS weight, and with ``threshold_gain`` acting as a learning-rate
+multiplier (Adam moves theta by about lr per step, and t_l must travel ~0.7 RMS for 50% sparsity
+within the warm-up; at lr 5e-4 and gain 1 that would take ~1,400 steps).
+
+Estimator (ours; the paper's is not public): straight-through. The effective weight is
+W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
+loss reaches both W and t_l through the soft mask.
+
+Sparsity-aware term (ours; an augmented Lagrangian, i.e. the form METHODS.md suggests with a
+fixed quadratic weight):
+  s      = 1 - sum_l sum(H_l) / N     (overall parameter-weighted sparsity of the gated layers; in
+                                        the backward pass its gradient is that of the soft masks)
+  s*(k)  = target * min(1, k / warmup_steps)                    (linear warm-up of the target)
+  L_sp   = lambda1 * (s - s*) + penalty * (s - s*)^2
+lambda1 is updated by dual ascent after every training step, lambda1 += dual_lr * (s - s*): it
+integrates the gap until the pull towards the target balances the ASR loss. The fixed quadratic
+term damps the overshoot that plain dual ascent shows once the warm-up ends (with lambda2 also
+learned by ascent, as in HJ-Pruning, a toy MLP ended 2 points off a 0.5 target and 7 points off
+0.8 after 120 steps; with penalty=50 it ended within 0.3 points of 0.3 and 0.5 and 2 points off
+0.8, where the toy's loss fights hardest; tests/pruning/test_spg.py holds the toy). Only the
+overall sparsity is constrained, so layers end at different sparsities. Using the hard sparsity
+as the value (not the soft estimate) is what makes the final zero count land on the target.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Sequence, Tuple
+
+import torch
+from torch.nn.utils import parametrize
+
+from espnet_pinch.pruning.abs_pruner import AbsPruner
+from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, select_layers
+
+
+class SPGGate(torch.nn.Module):
+    """Parametrization of one layer's weight: W -> W * hard mask (straight-through soft mask)."""
+
+    def __init__(self, tau: float, gain: float = 1.0):
+        super().__init__()
+        self.tau = tau
+        self.gain = gain
+        self.threshold = torch.nn.Parameter(torch.zeros(()))  # theta_l
+        self.register_buffer("scale", torch.ones(()))  # s_l = mean(W^2) at calibration
+
+    def t(self) -> torch.Tensor:
+        """The threshold on |W| (same units as the weights)."""
+        return self.threshold * self.gain * self.scale.sqrt()
+
+    def soft(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((w * w - self.t() ** 2) / (2 * self.tau * self.scale))
+
+    def hard(self, w: torch.Tensor) -> torch.Tensor:
+        return (w * w >= self.t().detach() ** 2).to(w.dtype)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        soft = self.soft(w)
+        return w * (self.hard(w) + soft - soft.detach())
+
+
+class SPGPruner(AbsPruner):
+    """Args (``pruner_conf``; ``prunable`` comes from the model):
+        target_sparsity: overall fraction of gated weights to remove, in [0, 1).
+        tau: soft-mask temperature (> 0), relative to each layer's mean squared weight.
+        warmup_steps: training steps over which the target ramps up linearly from 0.
+        layers: glob patterns of layers to gate (see ``pruning/layers.py``); add ``ctc.ctc_lo``
+            to gate the CTC head.
+        dual_lr: dual-ascent step size of the Lagrange multiplier lambda1 (> 0).
+        penalty: weight of the quadratic term (>= 0).
+        init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
+        threshold_gain: learning-rate multiplier of the thresholds (> 0), see the module doc.
+    """
+
+    def __init__(
+        self,
+        prunable: "OrderedDict[str, torch.nn.Module]",
+        target_sparsity: float = 0.5,
+        tau: float = 0.05,
+        warmup_steps: int = 1000,
+        layers: Sequence[str] = DEFAULT_PATTERNS,
+        dual_lr: float = 0.5,
+        penalty: float = 50.0,
+        init_threshold: float = 0.01,
+        threshold_gain: float = 20.0,
+    ):
+        if not isinstance(target_sparsity, (int, float)) or not 0.0 <= target_sparsity < 1.0:
+            raise ValueError(f"pruner_conf.target_sparsity must be in [0, 1), got {target_sparsity!r}")
+        if not tau > 0:
+            raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"pruner_conf.warmup_steps must be >= 0, got {warmup_steps!r}")
+        if not dual_lr > 0:
+            raise ValueError(f"pruner_conf.dual_lr must be > 0, got {dual_lr!r}")
+        if penalty < 0:
+            raise ValueError(f"pruner_conf.penalty must be >= 0, got {penalty!r}")
+        if not threshold_gain > 0:
+            raise ValueError(f"pruner_conf.threshold_gain must be > 0, got {threshold_gain!r}")
+        if init_threshold < 0:
+            raise ValueError(f"pruner_conf.init_threshold must be >= 0, got {init_threshold!r}")
+        super().__init__(select_layers(prunable, layers, key="layers"))
+        self.target_sparsity = float(target_sparsity)
+        self.tau = float(tau)
+        self.warmup_steps = int(warmup_steps)
+        self.dual_lr = float(dual_lr)
+        self.penalty = float(penalty)
+        self.init_threshold = float(init_threshold)
+        self.threshold_gain = float(threshold_gain)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("lambda1", torch.zeros(()))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
+        self.attach()
+
+    # -- gates ---------------------------------------------------------------------------
+    def attach(self) -> None:
+        for layer in self.layers.values():
+            if not parametrize.is_parametrized(layer, "weight"):
+                parametrize.register_parametrization(
+                    layer, "weight", SPGGate(self.tau, self.threshold_gain))
+
+    def _gates(self):
+        for name, layer in self.layers.items():
+            yield name, layer.parametrizations.weight[0], layer.parametrizations.weight.original
+
+    def num_extra_params(self) -> int:
+        return len(self.layers)  # one threshold per gated layer
+
+    @torch.no_grad()
+    def calibrate(self) -> None:
+        """Set per-layer scales and initial thresholds from the current (starting) weights.
+
+        Done once, lazily, at the first forward pass, so that weights loaded after the model was
+        built (``--init_param``) are the ones measured; on resume ``calibrated`` is already set.
+        """
+        for _, gate, w in self._gates():
+            ms = w.pow(2).mean().clamp_min(1e-12)
+            gate.scale.copy_(ms)
+            gate.threshold.fill_(self.init_threshold / self.threshold_gain)
+        self.calibrated.fill_(True)
+
+    def before_forward(self) -> None:
+        if not bool(self.calibrated):
+            self.calibrate()
+
+    # -- sparsity -------------------------------------------------------------------------
+    def current_target(self) -> float:
+        if self.warmup_steps == 0:
+            return self.target_sparsity
+        return self.target_sparsity * min(1.0, float(self.step) / self.warmup_steps)
+
+    def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        kept_soft, kept_hard, total = 0.0, 0.0, 0
+        for _, gate, w in self._gates():
+            kept_soft = kept_soft + gate.soft(w).sum()
+            kept_hard = kept_hard + gate.hard(w).sum()
+            total += w.numel()
+        kept = kept_hard + kept_soft - kept_soft.detach()
+        s = 1.0 - kept / total
+        target = self.current_target()
+        gap = s - target
+        # lambda1 enters as a constant of this step (cloned: it is updated in place below).
+        term = self.lambda1.clone() * gap + self.penalty * gap**2
+        if self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                self.lambda1.add_(self.dual_lr * gap.detach())
+                self.step.add_(1)
+        stats = {"loss_sparsity": term.detach(), "sparsity": s.detach(),
+                 "target_sparsity": torch.tensor(target), "lambda1": self.lambda1.clone()}
+        return term, stats
+
+    @torch.no_grad()
+    def sparsity(self) -> Dict[str, object]:
+        per_layer, zeros, total = OrderedDict(), 0, 0
+        for name, gate, w in self._gates():
+            z = int((gate.hard(w) == 0).sum())
+            per_layer[name] = z / w.numel()
+            zeros += z
+            total += w.numel()
+        return {"overall": zeros / total, "per_layer": per_layer}
+
+    @torch.no_grad()
+    def finalize(self) -> Dict[str, object]:
+        """Bake W * H into each weight (exact zeros), remove the gates."""
+        report = self.sparsity()
+        thresholds = {n: float(g.t().abs()) for n, g, _ in self._gates()}
+        for layer in self.layers.values():
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+        zeros = sum(int((l.weight == 0).sum()) for l in self.layers.values())
+        total = sum(l.weight.numel() for l in self.layers.values())
+        return {"sparsity": zeros / total, "per_layer_sparsity": report["per_layer"],
+                "thresholds": thresholds, "gated_layers": list(self.layers),
+                "gated_params": total, "extra_params": self.num_extra_params()}

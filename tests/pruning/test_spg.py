@@ -1,0 +1,126 @@
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from espnet_pinch.pruning.sparse import from_sparse, load_sparse, save_sparse, to_sparse
+from espnet_pinch.pruning.spg import SPGGate, SPGPruner
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
+                               torch.nn.GELU(), torch.nn.Linear(64, 4))
+
+
+def layers_of(model):
+    return OrderedDict((f"l{i}", m) for i, m in enumerate(model) if isinstance(m, torch.nn.Linear))
+
+
+def test_soft_and_hard_masks():
+    g = SPGGate(tau=0.1, gain=2.0)
+    g.threshold.data.fill_(0.25)  # t = theta * gain * sqrt(scale) = 0.5
+    w = torch.tensor([-1.0, -0.5, -0.2, 0.0, 0.3, 0.5, 2.0])
+    assert g.hard(w).tolist() == [1, 1, 0, 0, 0, 1, 1]
+    expected = torch.sigmoid((w * w - 0.25) / (2 * 0.1 * 1.0))
+    torch.testing.assert_close(g.soft(w), expected)
+    # The forward value uses the hard mask exactly: pruned weights are exact zeros.
+    out = g(w)
+    assert torch.equal(out, w * g.hard(w)) and (out[2:5] == 0).all()
+
+
+def test_gradients_reach_weights_and_thresholds():
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0)
+    pruner.before_forward()
+    x = torch.randn(8, 16)
+    asr_like = model(x).pow(2).mean()
+    extra, stats = pruner.loss()
+    (asr_like + extra).backward()
+    for name, layer in pruner.layers.items():
+        gate = layer.parametrizations.weight[0]
+        assert gate.threshold.grad is not None and gate.threshold.grad != 0, name
+        assert layer.parametrizations.weight.original.grad.abs().sum() > 0, name
+    assert set(stats) >= {"loss_sparsity", "sparsity", "target_sparsity", "lambda1"}
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5])
+def test_reaches_target_sparsity_on_tiny_model(target):
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=target, layers=["l*"], warmup_steps=40)
+    pruner.train()
+    opt = torch.optim.Adam(list(model.parameters()), lr=1e-3)
+    torch.manual_seed(1)
+    x = torch.randn(256, 16)
+    y = torch.randn(256, 4)
+    lambdas = []
+    for _ in range(120):
+        pruner.before_forward()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        extra, stats = pruner.loss()
+        lambdas.append((float(stats["sparsity"] - stats["target_sparsity"]), float(pruner.lambda1)))
+        opt.zero_grad()
+        (loss + extra).backward()
+        opt.step()
+    achieved = pruner.sparsity()
+    assert abs(achieved["overall"] - target) <= 0.01, achieved["overall"]
+    # only the overall sparsity is constrained: layers end at different sparsities
+    per = list(achieved["per_layer"].values())
+    assert max(per) - min(per) > 0.02
+    # dual ascent: the multiplier falls while sparsity is below the target (pulling towards
+    # more pruning) and rises while above it
+    steps = list(zip(lambdas, lambdas[1:]))
+    assert all(b[1] < a[1] for a, b in steps if b[0] < -1e-3)
+    assert all(b[1] > a[1] for a, b in steps if b[0] > 1e-3)
+    summary = pruner.finalize()
+    zeros = sum(int((l.weight == 0).sum()) for l in layers_of(model).values())
+    total = sum(l.weight.numel() for l in layers_of(model).values())
+    assert summary["sparsity"] == pytest.approx(zeros / total)
+    assert abs(zeros / total - target) <= 0.01
+
+
+def test_sparse_export_gives_masked_outputs(tmp_path):
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.6, layers=["l*"], warmup_steps=0)
+    pruner.before_forward()
+    for layer in pruner.layers.values():  # prune 60% of each layer by hand
+        w = layer.parametrizations.weight.original
+        gate = layer.parametrizations.weight[0]
+        gate.threshold.data.fill_(w.abs().flatten().quantile(0.6) / (gate.gain * gate.scale.sqrt()))
+    model.eval()
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        masked = model(x)
+    pruner.finalize()
+    keys = [f"{i}.weight" for i in (0, 2, 4)]
+    nbytes = save_sparse(model.state_dict(), keys, tmp_path / "m.sparse.pt")
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    assert nbytes < (tmp_path / "m.pth").stat().st_size
+    fresh = mlp(seed=5).eval()
+    fresh.load_state_dict(load_sparse(tmp_path / "m.sparse.pt"))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), masked)
+
+
+def test_sparse_roundtrip_conv_shapes():
+    w = torch.randn(4, 3, 5)
+    w[w.abs() < 0.7] = 0
+    state = {"c.weight": w, "c.bias": torch.randn(4)}
+    back = from_sparse(to_sparse(state, ["c.weight"]))
+    assert torch.equal(back["c.weight"], w) and torch.equal(back["c.bias"], state["c.bias"])
+
+
+@pytest.mark.parametrize("conf, key", [
+    ({"target_sparsity": 1.0}, "pruner_conf.target_sparsity"),
+    ({"target_sparsity": -0.1}, "pruner_conf.target_sparsity"),
+    ({"tau": 0.0}, "pruner_conf.tau"),
+    ({"tau": -1.0}, "pruner_conf.tau"),
+    ({"layers": ["encoder.layerz.*"]}, "pruner_conf.layers"),
+    ({"layers": []}, "pruner_conf.layers"),
+    ({"warmup_steps": -1}, "pruner_conf.warmup_steps"),
+    ({"penalty": -1.0}, "pruner_conf.penalty"),
+    ({"threshold_gain": 0.0}, "pruner_conf.threshold_gain"),
+])
+def test_bad_config_names_the_key(conf, key):
+    with pytest.raises(ValueError, match=key):
+        SPGPruner(OrderedDict(encoder_layers_0_fc1=torch.nn.Linear(2, 2)), **{"layers": ["*"], **conf})

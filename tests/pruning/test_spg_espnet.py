@@ -1,0 +1,103 @@
+"""SPG through ESPnet's model and task: config selection, loading dense weights, finalize/export."""
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet_pinch.tasks.asr import PinchASRTask
+
+TOKENS = ["<blank>", "<unk>", "\u2581", "A", "B", "C", "<sos/eos>"]
+
+
+def build_args(ckpt, tmp_path: Path, pruner="spg", pruner_conf=None) -> argparse.Namespace:
+    parser = PinchASRTask.get_parser()
+    cfg = {
+        "token_list": TOKENS, "input_size": None, "frontend": "s3prl_pinch",
+        "frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(ckpt)},
+        "encoder": "linear", "model": "pinch", "model_conf": {"ctc_weight": 1.0},
+        "pruner": pruner, "pruner_conf": pruner_conf or {"target_sparsity": 0.5, "warmup_steps": 0},
+        "decoder": None, "specaug": None, "normalize": None,
+    }
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    return parser.parse_args(["--config", str(conf), "--output_dir", str(tmp_path)])
+
+
+def batch():
+    torch.manual_seed(0)
+    return dict(speech=torch.randn(2, 16000), speech_lengths=torch.tensor([16000, 12000]),
+                text=torch.tensor([[3, 4, 5], [4, 5, 0]]), text_lengths=torch.tensor([3, 2]))
+
+
+def test_pruner_selected_by_config_and_logged(tiny_ckpt, tmp_path):
+    model = PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path))
+    assert type(model.pruner).__name__ == "SPGPruner"
+    gated = list(model.pruner.layers)
+    assert "encoder.layers.0.self_attn.q_proj" in gated and "ctc.ctc_lo" not in gated
+    assert model.pruner.num_extra_params() == len(gated)
+    model.train()
+    loss, stats, _ = model(**batch())
+    assert {"loss_ctc", "loss_sparsity", "sparsity", "target_sparsity"} <= set(stats)
+    loss.backward()
+    q = model.frontend.ssl_model.encoder.layers[0].self_attn.q_proj
+    assert q.parametrizations.weight[0].threshold.grad is not None
+
+
+def test_unknown_pruner_key_is_reported(tiny_ckpt, tmp_path):
+    with pytest.raises(ValueError, match="pruner_conf"):
+        PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path, pruner_conf={"sparsity_goal": 1}))
+
+
+def test_ctc_head_can_be_gated(tiny_ckpt, tmp_path):
+    args = build_args(tiny_ckpt, tmp_path, pruner_conf={"layers": ["encoder.layers.*.fc1", "ctc.ctc_lo"]})
+    model = PinchASRTask.build_model(args)
+    assert list(model.pruner.layers) == ["encoder.layers.0.fc1", "encoder.layers.1.fc1", "ctc.ctc_lo"]
+
+
+def test_dense_weights_load_into_gated_model_and_export_matches(tiny_ckpt, tmp_path):
+    from espnet_pinch.bin.finalize import finalize
+
+    dense = PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path, pruner=None))
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    torch.save(dense.state_dict(), tmp_path / "dense.pth")
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    args = build_args(tiny_ckpt, exp)
+    model = PinchASRTask.build_model(args)
+    # What ESPnet's --init_param does; dense keys "x.weight" map to the gated "x...original".
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    load_pretrained_model(str(tmp_path / "dense.pth"), model, ignore_init_mismatch=False)
+    q = "frontend.upstream.upstream.model.encoder.layers.0.self_attn.q_proj"
+    torch.testing.assert_close(model.state_dict()[q + ".parametrizations.weight.original"],
+                               dense.state_dict()[q + ".weight"])
+    model.pruner.before_forward()  # calibrates on the loaded weights
+    for _, gate, w in model.pruner._gates():  # then prune about 60% of every layer
+        gate.threshold.data.fill_(w.abs().flatten().quantile(0.6) / (gate.gain * gate.scale.sqrt()))
+    model.eval()
+    b = batch()
+    with torch.no_grad():
+        masked, _ = model.encode(b["speech"], b["speech_lengths"])
+    torch.save(model.state_dict(), exp / "model.pth")
+    with open(exp / "config.yaml", "w") as f:
+        yaml.safe_dump(vars(args), f)
+    summary = finalize(exp, "model.pth", exp / "final")
+    assert abs(summary["sparsity"] - 0.6) < 0.01
+    assert summary["bytes_sparse"] < summary["bytes_dense"]
+
+    # The export loads as an ordinary model (no pruner) and gives the masked model's output.
+    from espnet_pinch.pruning.sparse import load_sparse
+
+    cfg = yaml.safe_load((exp / "final/config.yaml").read_text())
+    assert cfg["pruner"] is None
+    loaded = PinchASRTask.build_model(argparse.Namespace(**cfg)).eval()
+    loaded.load_state_dict(load_sparse(exp / "final/model.sparse.pt"))
+    assert loaded.pruner is None
+    with torch.no_grad():
+        out, _ = loaded.encode(b["speech"], b["speech_lengths"])
+    assert torch.equal(out, masked)
