@@ -41,8 +41,38 @@ from espnet_pinch.pruning.abs_pruner import AbsPruner
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, select_layers
 
 
+class _STEMask(torch.autograd.Function):
+    """(W, t) -> (W * H, sum(H)) with the gradients of (W * M, sum(M)) (straight-through).
+
+    Fused so that the forward pass needs no sigmoid and no extra full-size tensors kept for
+    backward beyond W; the soft mask is computed once, in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, w, t, denom):
+        hard = w * w >= t * t
+        ctx.save_for_backward(w, t)
+        ctx.denom = denom
+        return w * hard, hard.sum().to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, g_out, g_kept):
+        w, t = ctx.saved_tensors
+        u = (w * w - t * t) / ctx.denom
+        soft = torch.sigmoid(u)
+        # d soft / d u, times the upstream gradient of the soft surrogate W * M and of sum(M)
+        common = soft * (1 - soft) * (g_out * w + g_kept) * (2.0 / ctx.denom)
+        grad_w = g_out * (w * w >= t * t) + common * w
+        grad_t = -(common * t).sum()
+        return grad_w, grad_t, None
+
+
 class SPGGate(torch.nn.Module):
-    """Parametrization of one layer's weight: W -> W * hard mask (straight-through soft mask)."""
+    """Parametrization of one layer's weight: W -> W * hard mask (straight-through soft mask).
+
+    Each forward also leaves ``kept``: the number of kept weights (value: sum of the hard mask;
+    gradient: that of the soft mask), which the pruner's sparsity term uses for this step.
+    """
 
     def __init__(self, tau: float, gain: float = 1.0):
         super().__init__()
@@ -50,6 +80,7 @@ class SPGGate(torch.nn.Module):
         self.gain = gain
         self.threshold = torch.nn.Parameter(torch.zeros(()))  # theta_l
         self.register_buffer("scale", torch.ones(()))  # s_l = mean(W^2) at calibration
+        self.kept = None
 
     def t(self) -> torch.Tensor:
         """The threshold on |W| (same units as the weights)."""
@@ -62,8 +93,8 @@ class SPGGate(torch.nn.Module):
         return (w * w >= self.t().detach() ** 2).to(w.dtype)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        soft = self.soft(w)
-        return w * (self.hard(w) + soft - soft.detach())
+        out, self.kept = _STEMask.apply(w, self.t(), float(2 * self.tau * self.scale))
+        return out
 
 
 class SPGPruner(AbsPruner):
@@ -156,12 +187,13 @@ class SPGPruner(AbsPruner):
         return self.target_sparsity * min(1.0, float(self.step) / self.warmup_steps)
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        kept_soft, kept_hard, total = 0.0, 0.0, 0
+        kept, total = 0.0, 0
         for _, gate, w in self._gates():
-            kept_soft = kept_soft + gate.soft(w).sum()
-            kept_hard = kept_hard + gate.hard(w).sum()
+            if gate.kept is None:  # layer not run since the last loss(): evaluate its gate now
+                gate(w)
+            kept = kept + gate.kept
+            gate.kept = None  # each forward's graph is used once
             total += w.numel()
-        kept = kept_hard + kept_soft - kept_soft.detach()
         s = 1.0 - kept / total
         target = self.current_target()
         gap = s - target

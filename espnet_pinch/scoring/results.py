@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -55,18 +56,44 @@ def param_counts(model_path: str | Path, keys: list[str] | None = None) -> dict:
     }
 
 
+_SPAN = re.compile(r"([0-9.]+) (hour|minute|second)s?")
+_EPOCH = re.compile(r"(\d+)epoch results: .*?time=([^,]+), total_count.*?\[valid\].*?time=([^,]+),")
+
+
+def _seconds(span: str) -> float:
+    unit = {"hour": 3600.0, "minute": 60.0, "second": 1.0}
+    return sum(float(v) * unit[u] for v, u in _SPAN.findall(span))
+
+
+def espnet_training_seconds(log: str | Path) -> float:
+    """Training + validation time of every completed epoch in an ESPnet train.log.
+
+    Robust to resumption: an epoch cut off by a crash has no results line, a re-run epoch
+    counts once (its last results line).
+    """
+    per_epoch = {}
+    for m in _EPOCH.finditer(Path(log).read_text(errors="replace")):
+        per_epoch[int(m[1])] = _seconds(m[2]) + _seconds(m[3])
+    if not per_epoch:
+        raise ValueError(f"{log}: no completed epoch found")
+    return sum(per_epoch.values())
+
+
 def cmd_meta(args) -> None:
     exp = Path(args.exp)
+    train_s = espnet_training_seconds(args.train_log) if args.train_log else args.train_seconds
+    if train_s is None:
+        raise SystemExit("results meta: give --train_log or --train_seconds")
     meta = {
         "tag": exp.name.removeprefix("asr_"), "method": args.method,
-        "target_sparsity": args.target_sparsity, "train_seconds": args.train_seconds,
+        "target_sparsity": args.target_sparsity, "train_seconds": round(train_s, 1),
         "model_path": str(exp / args.model),
     }
     if args.pruning:  # written by bin.finalize
         p = json.loads(Path(args.pruning).read_text())
         meta.update({
-            # one pass: the whole run (training with gates + finalize) is the compression time
-            "compression_seconds": args.train_seconds,
+            # one pass: training with the gates plus finalize is the whole compression time
+            "compression_seconds": round(train_s + args.extra_seconds, 1),
             "per_layer_sparsity": {k: round(v, 4) for k, v in p["per_layer_sparsity"].items()},
             "prunable_keys": p["prunable_keys"], "extra_params": p["extra_params"],
             "bytes_dense_equivalent": p["bytes_dense"],
@@ -194,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--exp", required=True)
     m.add_argument("--method", required=True)
     m.add_argument("--target_sparsity", type=float, default=0.0)
-    m.add_argument("--train_seconds", type=float, required=True)
+    m.add_argument("--train_log", help="ESPnet train.log: train seconds = its epoch times")
+    m.add_argument("--train_seconds", type=float, help="train seconds, if no --train_log")
+    m.add_argument("--extra_seconds", type=float, default=0.0, help="added to compression time")
     m.add_argument("--model", required=True, help="checkpoint file name inside --exp")
     m.add_argument("--pruning", help="pruning.json of a finalized pruned model")
     r = sub.add_parser("rtf", help="write <decode_dir>/rtf.json after decoding")

@@ -29,6 +29,25 @@ def test_soft_and_hard_masks():
     assert torch.equal(out, w * g.hard(w)) and (out[2:5] == 0).all()
 
 
+def test_fused_estimator_matches_straight_through_reference():
+    """The fused autograd function = value of W*H, gradients of W*M (and of sum(M))."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    g = SPGGate(tau=0.2, gain=3.0).double()
+    g.threshold.data.fill_(0.2)
+    upstream = torch.randn(6, 5, dtype=torch.float64)
+    out = g(w)
+    ((out * upstream).sum() + 0.7 * g.kept).backward()
+    got_w, got_t = w.grad.clone(), g.threshold.grad.clone()
+    w.grad, g.threshold.grad = None, None
+    soft = g.soft(w)
+    ref = w * (g.hard(w) + soft - soft.detach())
+    ((ref * upstream).sum() + 0.7 * (g.hard(w).sum() + soft.sum() - soft.sum().detach())).backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(got_w, w.grad)
+    torch.testing.assert_close(got_t, g.threshold.grad)
+
+
 def test_gradients_reach_weights_and_thresholds():
     model = mlp()
     pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0)

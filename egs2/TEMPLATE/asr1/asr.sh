@@ -146,30 +146,30 @@ fi
 train_dense() {  # tag config
   local asr_exp=$exp_dir/asr_$1 config=$2
   log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
-  local start; start=$(date +%s)
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" $asr_args \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
-    --train_seconds $(( $(date +%s) - start )) --model "$inference_model"
+    --train_log "$asr_exp/train.log" --model "$inference_model"
 }
 
 train_pruned() {  # tag method target config
   local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4
   local init=$dense_exp/$inference_model
   log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp"
-  local start; start=$(date +%s)
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" \
     --init_param "$init" --pruner_conf "target_sparsity=$target" $asr_args $pruned_args \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+  local start; start=$(date +%s)
   $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$pruned_model" \
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
     || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
-    --target_sparsity "$target" --train_seconds $(( $(date +%s) - start )) \
+    --target_sparsity "$target" --train_log "$asr_exp/train.log" \
+    --extra_seconds $(( $(date +%s) - start )) \
     --model final/model.sparse.pt --pruning "$asr_exp/final/pruning.json"
 }
 
