@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# AN4 recipe: data prep, sentencepiece, dump, upstream, stats, train, decode, score, results.
-# By default the dense model is the bundled one (pretrained/dense_an4, trained by this recipe's
-# stage 6; see README); --retrain_dense true trains it from scratch.
+# AN4 recipe: data prep, sentencepiece, dump, upstream, stats, then for the dense model and for
+# every pruning method x target sparsity: train, decode, score; finally RESULTS.md.
+# The dense model is the bundled one (pretrained/dense_an4, trained by this recipe's stage 6;
+# see the README); --retrain_dense true trains it from scratch. ./run.sh --help lists options.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./asr.sh \
@@ -9,5 +10,7 @@ cd "$(dirname "$0")"
   --asr_config conf/train_dense.yaml \
   --inference_config conf/decode.yaml \
   --dense_model pretrained/dense_an4 \
+  --methods spg \
+  --target_sparsities "0.5 0.65" \
   --test_sets "dev test" \
   "$@"
