@@ -40,7 +40,8 @@ def prunable_keys(state: dict) -> list[str]:
 
 
 def param_counts(model_path: str | Path, keys: list[str] | None = None) -> dict:
-    """Total / non-zero parameters, and sparsity over the prunable weights, of a model.pth."""
+    """Total / non-zero parameters of a model.pth; sparsity over the prunable weights
+    (``sparsity``) and over the whole model (``sparsity_model``)."""
     state = torch.load(model_path, map_location="cpu")
     if state.get("format") == "bitmask-v1":  # sparse export of a fine-grained pruned model
         state = from_sparse(state)
@@ -48,11 +49,14 @@ def param_counts(model_path: str | Path, keys: list[str] | None = None) -> dict:
     keys = keys or prunable_keys(state)
     prunable = sum(state[k].numel() for k in keys)
     zeros = sum(int((state[k] == 0).sum()) for k in keys)
+    total = sum(v.numel() for v in tensors)
+    nonzero = sum(int((v != 0).sum()) for v in tensors)
     return {
-        "params_total": sum(v.numel() for v in tensors),
-        "params_nonzero": sum(int((v != 0).sum()) for v in tensors),
+        "params_total": total,
+        "params_nonzero": nonzero,
         "params_prunable": prunable,
         "sparsity": zeros / prunable if prunable else 0.0,
+        "sparsity_model": 1.0 - nonzero / total,
     }
 
 
@@ -139,18 +143,21 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
 
 
 def markdown(rows: list[dict], test_sets: list[str]) -> str:
-    head = ["tag", "method", "target", "sparsity", "params", "nonzero"]
+    head = ["tag", "method", "target", "sparsity", "model sparsity", "params", "nonzero"]
     head += [f"WER {s}" for s in test_sets] + [f"CER {s}" for s in test_sets]
     head += ["train s", "compress s", "MB on disk", "decode RTF"]
     lines = ["# Results", "",
-             "Written by the recipe's results stage from `exp/results.json`; WER/CER in %, "
-             "sparsity over the upstream's prunable Linear/Conv weights, RTF = CPU decode "
+             "Written by the recipe's results stage from `exp/results.json`. WER/CER in %; "
+             "sparsity = exact zeros over the upstream's prunable Linear/Conv weights (model "
+             "sparsity: over all parameters); train s = ESPnet epoch times (train + valid); "
+             "compress s = the whole compression (for SPG: the one pruning+fine-tuning pass "
+             "and finalize); MB on disk = the stored model file; decode RTF = CPU decode "
              "seconds / audio seconds.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f="{}": "-" if v is None else f.format(v)  # noqa: E731
     for r in rows:
         cells = [r["tag"], r["method"], fmt(r.get("target_sparsity"), "{:.2f}"),
-                 f"{r['sparsity']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
+                 f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
                  f"{r['params_nonzero'] / 1e6:.2f} M"]
         cells += [fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
         cells += [fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]

@@ -24,8 +24,9 @@ def test_no_completed_epoch_is_an_error(tmp_path):
 
 def test_markdown_table_has_a_row_per_model():
     rows = [{"tag": "dense", "method": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
+             "sparsity_model": 0.0,
              "params_total": 2_200_000, "params_nonzero": 2_200_000, "wer": {"test": 20.0},
              "cer": {"test": 9.5}, "train_seconds": 3600, "compression_seconds": None,
              "bytes_on_disk": 8_800_000, "decode_rtf": 0.05}]
     md = markdown(rows, ["test"])
-    assert "| dense | dense | 0.00 | 0.000 | 2.20 M | 2.20 M | 20.00 | 9.50 | 3600 | - | 8.80 | 0.050 |" in md
+    assert "| dense | dense | 0.00 | 0.000 | 0.000 | 2.20 M | 2.20 M | 20.00 | 9.50 | 3600 | - | 8.80 | 0.050 |" in md

@@ -47,3 +47,4 @@ def test_param_counts_over_prunable_weights(tmp_path):
     assert c["params_total"] == 20 + 4 + 12 + 12
     assert c["params_nonzero"] == 48 - 10
     assert c["params_prunable"] == 20 and c["sparsity"] == pytest.approx(0.5)
+    assert c["sparsity_model"] == pytest.approx(10 / 48)

@@ -80,7 +80,7 @@ run_stage() {
 }
 
 if run_stage 1 "$data_dir/.done"; then
-  log "Stage 1: data prep: $corpus -> $data_dir/{$train_set,$valid_set,test}"
+  log "Stage 1: data prep: ${corpus:-corpus from db.sh} -> $data_dir/{$train_set,$valid_set,test}"
   # shellcheck disable=SC2086
   local/data.sh --corpus "$corpus" --data_dir "$data_dir" $local_data_opts
   touch "$data_dir/.done"
