@@ -98,6 +98,36 @@ def test_reaches_target_sparsity_on_tiny_model(target):
     assert abs(zeros / total - target) <= 0.01
 
 
+def test_finalize_snaps_to_target_keeping_the_layer_split():
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
+                       finalize_tolerance=0.005)
+    pruner.before_forward()
+    for i, (_, gate, w) in enumerate(pruner._gates()):  # 0.6 / 0.7 / 0.3 by hand: overall 0.66
+        q = (0.6, 0.7, 0.3)[i]
+        gate.threshold.data.fill_(w.abs().flatten().quantile(q) / (gate.gain * gate.scale.sqrt()))
+    before = pruner.sparsity()
+    assert before["overall"] > 0.55
+    summary = pruner.finalize()
+    assert abs(summary["sparsity"] - 0.5) <= 0.005
+    assert summary["snap_factor"] < 1 and summary["sparsity_before_snap"] == before["overall"]
+    after = summary["per_layer_sparsity"]
+    # the same order of layers by sparsity as training left it
+    assert sorted(after, key=after.get) == sorted(before["per_layer"], key=before["per_layer"].get)
+
+
+def test_finalize_leaves_a_model_within_tolerance_alone():
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
+                       finalize_tolerance=0.05)
+    pruner.before_forward()
+    for _, gate, w in pruner._gates():
+        gate.threshold.data.fill_(w.abs().flatten().quantile(0.53) / (gate.gain * gate.scale.sqrt()))
+    s = pruner.sparsity()["overall"]
+    summary = pruner.finalize()
+    assert summary["snap_factor"] == 1.0 and summary["sparsity"] == pytest.approx(s)
+
+
 def test_sparse_export_gives_masked_outputs(tmp_path):
     model = mlp()
     pruner = SPGPruner(layers_of(model), target_sparsity=0.6, layers=["l*"], warmup_steps=0)
@@ -139,6 +169,7 @@ def test_sparse_roundtrip_conv_shapes():
     ({"warmup_steps": -1}, "pruner_conf.warmup_steps"),
     ({"penalty": -1.0}, "pruner_conf.penalty"),
     ({"threshold_gain": 0.0}, "pruner_conf.threshold_gain"),
+    ({"finalize_tolerance": -0.1}, "pruner_conf.finalize_tolerance"),
 ])
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):

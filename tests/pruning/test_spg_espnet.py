@@ -67,7 +67,7 @@ def test_dense_weights_load_into_gated_model_and_export_matches(tiny_ckpt, tmp_p
 
     exp = tmp_path / "exp"
     exp.mkdir()
-    args = build_args(tiny_ckpt, exp)
+    args = build_args(tiny_ckpt, exp, pruner_conf={"target_sparsity": 0.6, "warmup_steps": 0})
     model = PinchASRTask.build_model(args)
     # What ESPnet's --init_param does; dense keys "x.weight" map to the gated "x...original".
     from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
