@@ -1,0 +1,29 @@
+"""The README's main command in full (bundled dense model, SPG at 0.5 and 0.65), checked
+against the targets of the project's issues. About 40 minutes on 2 cores: marked slow, run with
+``tools/test.sh -m slow``. CI runs the short version in test_an4_e2e.py.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from .test_an4_e2e import RECIPE
+
+
+@pytest.mark.slow
+def test_main_command_meets_targets(an4, tmp_path):
+    cmd = [str(RECIPE / "run.sh"), "--corpus", str(an4), "--data_dir", str(tmp_path / "data"),
+           "--dump_dir", str(tmp_path / "dump"), "--exp_dir", str(tmp_path / "exp"),
+           "--results_md", str(tmp_path / "RESULTS.md")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=4 * 3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {row["tag"]: row for row in json.loads((tmp_path / "exp/results.json").read_text())}
+    assert set(rows) == {"dense", "spg_0.5", "spg_0.65"}
+    dense = rows["dense"]
+    assert dense["wer"]["test"] <= 25.0
+    for tag, target, slack in (("spg_0.5", 0.5, 2.0), ("spg_0.65", 0.65, 3.0)):
+        row = rows[tag]
+        assert abs(row["sparsity"] - target) <= 0.01, (tag, row["sparsity"])
+        assert row["wer"]["test"] <= dense["wer"]["test"] + slack, (tag, row["wer"])
+        assert row["bytes_on_disk"] < dense["bytes_on_disk"]
