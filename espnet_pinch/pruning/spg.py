@@ -64,12 +64,15 @@ class _STEMask(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out, g_kept):
         w, t = ctx.saved_tensors
-        u = (w * w - t * t) / ctx.denom
-        soft = torch.sigmoid(u)
-        # d soft / d u, times the upstream gradient of the soft surrogate W * M and of sum(M)
-        common = soft * (1 - soft) * (g_out * w + g_kept) * (2.0 / ctx.denom)
-        grad_w = g_out * (w * w >= t * t) + common * w
-        grad_t = -(common * t).sum()
+        inv = 1.0 / ctx.denom
+        w2 = w * w
+        t2 = t * t
+        soft = torch.sigmoid((w2 - t2).mul_(inv))
+        # d soft / d u, times the upstream gradient of the soft surrogate W * M and of sum(M);
+        # in-place steps keep the number of full-size temporaries (and memory passes) small.
+        common = soft.mul_(1 - soft).mul_(g_out * w + g_kept).mul_(2.0 * inv)
+        grad_t = -t * common.sum()
+        grad_w = torch.addcmul(common.mul_(w), g_out, (w2 >= t2).to(w.dtype))
         return grad_w, grad_t, None
 
 
