@@ -5,9 +5,11 @@ selects it with ``pruner: <name>`` and ``pruner_conf: {...}``.
 """
 from espnet_pinch.pruning.abs_pruner import AbsPruner
 from espnet_pinch.pruning.spg import SPGPruner
+from espnet_pinch.pruning.ump import UMPPruner
 
 PRUNERS = {
     "spg": SPGPruner,
+    "ump": UMPPruner,
 }
 
 __all__ = ["AbsPruner", "PRUNERS"]
