@@ -41,10 +41,9 @@ from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
 
 import torch
-from torch.nn.utils import parametrize
 
-from espnet_pinch.pruning.abs_pruner import AbsPruner
-from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, select_layers
+from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
+from espnet_pinch.pruning.masked import MaskPruner
 
 
 class _STEMask(torch.autograd.Function):
@@ -106,7 +105,7 @@ class SPGGate(torch.nn.Module):
         return out
 
 
-class SPGPruner(AbsPruner):
+class SPGPruner(MaskPruner):
     """Args (``pruner_conf``; ``prunable`` comes from the model):
         target_sparsity: overall fraction of gated weights to remove, in [0, 1).
         tau: soft-mask temperature (> 0), relative to each layer's mean squared weight.
@@ -133,8 +132,6 @@ class SPGPruner(AbsPruner):
         threshold_gain: float = 20.0,
         finalize_tolerance: float = 0.005,
     ):
-        if not isinstance(target_sparsity, (int, float)) or not 0.0 <= target_sparsity < 1.0:
-            raise ValueError(f"pruner_conf.target_sparsity must be in [0, 1), got {target_sparsity!r}")
         if not tau > 0:
             raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
         if warmup_steps < 0:
@@ -149,8 +146,7 @@ class SPGPruner(AbsPruner):
             raise ValueError(f"pruner_conf.finalize_tolerance must be >= 0, got {finalize_tolerance!r}")
         if init_threshold < 0:
             raise ValueError(f"pruner_conf.init_threshold must be >= 0, got {init_threshold!r}")
-        super().__init__(select_layers(prunable, layers, key="layers"))
-        self.target_sparsity = float(target_sparsity)
+        super().__init__(prunable, target_sparsity, layers)
         self.tau = float(tau)
         self.warmup_steps = int(warmup_steps)
         self.dual_lr = float(dual_lr)
@@ -164,18 +160,11 @@ class SPGPruner(AbsPruner):
         self.attach()
 
     # -- gates ---------------------------------------------------------------------------
-    def attach(self) -> None:
-        for layer in self.layers.values():
-            if not parametrize.is_parametrized(layer, "weight"):
-                parametrize.register_parametrization(
-                    layer, "weight", SPGGate(self.tau, self.threshold_gain))
+    def make_gate(self, layer: torch.nn.Module) -> SPGGate:
+        return SPGGate(self.tau, self.threshold_gain)
 
-    def _gates(self):
-        for name, layer in self.layers.items():
-            yield name, layer.parametrizations.weight[0], layer.parametrizations.weight.original
-
-    def num_extra_params(self) -> int:
-        return len(self.layers)  # one threshold per gated layer
+    def zeros(self, gate: SPGGate, w: torch.Tensor) -> int:
+        return int((gate.hard(w) == 0).sum())
 
     @torch.no_grad()
     def calibrate(self) -> None:
@@ -184,7 +173,7 @@ class SPGPruner(AbsPruner):
         Done once, lazily, at the first forward pass, so that weights loaded after the model was
         built (``--init_param``) are the ones measured; on resume ``calibrated`` is already set.
         """
-        for _, gate, w in self._gates():
+        for _, gate, w in self.gates():
             ms = w.pow(2).mean().clamp_min(1e-12)
             gate.scale.copy_(ms)
             gate.threshold.fill_(self.init_threshold / self.threshold_gain)
@@ -202,7 +191,7 @@ class SPGPruner(AbsPruner):
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         kept, total = 0.0, 0
-        for _, gate, w in self._gates():
+        for _, gate, w in self.gates():
             if gate.kept is None:  # layer not run since the last loss(): evaluate its gate now
                 gate(w)
             kept = kept + gate.kept
@@ -222,22 +211,12 @@ class SPGPruner(AbsPruner):
         return term, stats
 
     @torch.no_grad()
-    def sparsity(self) -> Dict[str, object]:
-        per_layer, zeros, total = OrderedDict(), 0, 0
-        for name, gate, w in self._gates():
-            z = int((gate.hard(w) == 0).sum())
-            per_layer[name] = z / w.numel()
-            zeros += z
-            total += w.numel()
-        return {"overall": zeros / total, "per_layer": per_layer}
-
-    @torch.no_grad()
     def snap_to_target(self, iters: int = 40) -> Dict[str, float]:
         """Scale all thresholds by one factor so that the hard sparsity meets the target."""
         before = self.sparsity()["overall"]
         if abs(before - self.target_sparsity) <= self.finalize_tolerance:
             return {"sparsity_before_snap": before, "snap_factor": 1.0}
-        gates = [g for _, g, _ in self._gates()]
+        gates = [g for _, g, _ in self.gates()]
         theta0 = [g.threshold.clone() for g in gates]
 
         def sparsity_at(c: float) -> float:
@@ -257,17 +236,5 @@ class SPGPruner(AbsPruner):
         sparsity_at(hi)
         return {"sparsity_before_snap": before, "snap_factor": hi}
 
-    @torch.no_grad()
-    def finalize(self) -> Dict[str, object]:
-        """Bake W * H into each weight (exact zeros), remove the gates."""
-        snap = self.snap_to_target()
-        report = self.sparsity()
-        thresholds = {n: float(g.t().abs()) for n, g, _ in self._gates()}
-        for layer in self.layers.values():
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        zeros = sum(int((l.weight == 0).sum()) for l in self.layers.values())
-        total = sum(l.weight.numel() for l in self.layers.values())
-        return {"sparsity": zeros / total, "per_layer_sparsity": report["per_layer"],
-                "thresholds": thresholds, "gated_layers": list(self.layers),
-                "gated_params": total, "extra_params": self.num_extra_params(),
-                "target_sparsity": self.target_sparsity, **snap}
+    def before_finalize(self) -> Dict[str, float]:
+        return self.snap_to_target()

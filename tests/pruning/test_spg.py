@@ -103,7 +103,7 @@ def test_finalize_snaps_to_target_keeping_the_layer_split():
     pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
                        finalize_tolerance=0.005)
     pruner.before_forward()
-    for i, (_, gate, w) in enumerate(pruner._gates()):  # 0.6 / 0.7 / 0.3 by hand: overall 0.66
+    for i, (_, gate, w) in enumerate(pruner.gates()):  # 0.6 / 0.7 / 0.3 by hand: overall 0.66
         q = (0.6, 0.7, 0.3)[i]
         gate.threshold.data.fill_(w.abs().flatten().quantile(q) / (gate.gain * gate.scale.sqrt()))
     before = pruner.sparsity()
@@ -121,7 +121,7 @@ def test_finalize_leaves_a_model_within_tolerance_alone():
     pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
                        finalize_tolerance=0.05)
     pruner.before_forward()
-    for _, gate, w in pruner._gates():
+    for _, gate, w in pruner.gates():
         gate.threshold.data.fill_(w.abs().flatten().quantile(0.53) / (gate.gain * gate.scale.sqrt()))
     s = pruner.sparsity()["overall"]
     summary = pruner.finalize()

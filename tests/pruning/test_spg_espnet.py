@@ -77,7 +77,7 @@ def test_dense_weights_load_into_gated_model_and_export_matches(tiny_ckpt, tmp_p
     torch.testing.assert_close(model.state_dict()[q + ".parametrizations.weight.original"],
                                dense.state_dict()[q + ".weight"])
     model.pruner.before_forward()  # calibrates on the loaded weights
-    for _, gate, w in model.pruner._gates():  # then prune about 60% of every layer
+    for _, gate, w in model.pruner.gates():  # then prune about 60% of every layer
         gate.threshold.data.fill_(w.abs().flatten().quantile(0.6) / (gate.gain * gate.scale.sqrt()))
     model.eval()
     b = batch()
