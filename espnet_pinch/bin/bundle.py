@@ -24,19 +24,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from espnet_pinch.scoring.score import write_json
+from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
 
 
 def _read_yaml(path: Path) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)
-
-
-def _write_yaml(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
-    os.replace(tmp, path)
 
 
 def upstream_arch(frontend_conf: dict) -> dict:
@@ -57,25 +50,21 @@ def export(exp: Path, model: str, out: Path, note: str = "") -> Path:
     fconf["upstream_config"] = upstream_arch(fconf)
     fconf["path_or_url"] = None
     cfg["frontend_conf"] = fconf
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy(cfg["bpemodel"], tmp / "spm.model")
-    (tmp / "tokens.txt").write_text("\n".join(cfg["token_list"]) + "\n")
+    spm = cfg["bpemodel"]
     cfg["bpemodel"] = str(out / "spm.model")
     # Data paths of the training run mean nothing to a user of the bundle.
     for k in list(cfg):
         if k.startswith(("train_data", "valid_data", "train_shape", "valid_shape")) or k == "output_dir":
             cfg.pop(k)
-    _write_yaml(tmp / "config.yaml", cfg)
-    shutil.copy(exp / model, tmp / "model.pth")
     meta = json.loads((exp / "meta.json").read_text()) if (exp / "meta.json").is_file() else {}
     meta.update({"source_exp": str(exp), "source_model": model, "note": note})
     meta.pop("model_path", None)
-    write_json(tmp / "meta.json", meta)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        shutil.copy(spm, tmp / "spm.model")
+        (tmp / "tokens.txt").write_text("\n".join(cfg["token_list"]) + "\n")
+        write_yaml(tmp / "config.yaml", cfg)
+        shutil.copy(exp / model, tmp / "model.pth")
+        write_json(tmp / "meta.json", meta)
     return out
 
 
@@ -88,7 +77,7 @@ def import_bundle(bundle: Path, exp: Path, token_list: Path, bpemodel: Path, nam
     exp.mkdir(parents=True, exist_ok=True)
     cfg = _read_yaml(bundle / "config.yaml")
     cfg["bpemodel"] = str(bpemodel)
-    _write_yaml(exp / "config.yaml", cfg)
+    write_yaml(exp / "config.yaml", cfg)
     shutil.copy(bundle / "model.pth", exp / name)
     meta = json.loads((bundle / "meta.json").read_text())
     meta.update({"tag": exp.name.removeprefix("asr_"), "model_path": str(exp / name),

@@ -15,25 +15,16 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 import yaml
 
+from espnet_pinch.pruning.layers import weight_key
 from espnet_pinch.pruning.sparse import save_sparse
-from espnet_pinch.scoring.score import write_json
 from espnet_pinch.tasks.asr import PinchASRTask
-
-_SSL = "frontend.upstream.upstream.model."
-
-
-def state_key(layer_name: str) -> str:
-    """Model state-dict key of a gated layer's weight (names as in ``prunable_layers()``)."""
-    return f"{layer_name}.weight" if layer_name.startswith("ctc.") else f"{_SSL}{layer_name}.weight"
-
+from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
 
 def finalize(exp: Path, model: str, out: Path) -> dict:
     net, args = PinchASRTask.build_model_from_file(exp / "config.yaml", exp / model, "cpu")
@@ -42,24 +33,18 @@ def finalize(exp: Path, model: str, out: Path) -> dict:
     summary = net.pruner.finalize()
     net.pruner = None
     state = net.state_dict()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    keys = [state_key(n) for n in summary["gated_layers"]]
-    sparse_bytes = save_sparse(state, keys, tmp / "model.sparse.pt")
+    keys = [weight_key(n) for n in summary["gated_layers"]]
     buf = io.BytesIO()
     torch.save(state, buf)
     with open(exp / "config.yaml") as f:
         cfg = yaml.safe_load(f)
     cfg["pruner"], cfg["pruner_conf"] = None, {}
-    with open(tmp / "config.yaml", "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
-    summary.update({"prunable_keys": keys, "bytes_sparse": sparse_bytes,
-                    "bytes_dense": buf.getbuffer().nbytes, "source_model": str(exp / model)})
-    write_json(tmp / "pruning.json", summary)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        sparse_bytes = save_sparse(state, keys, tmp / "model.sparse.pt")
+        write_yaml(tmp / "config.yaml", cfg)
+        summary.update({"prunable_keys": keys, "bytes_sparse": sparse_bytes,
+                        "bytes_dense": buf.getbuffer().nbytes, "source_model": str(exp / model)})
+        write_json(tmp / "pruning.json", summary)
     return summary
 
 

@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from espnet_pinch.upstream.build import build_model, load_size_config, s3prl_name, save_checkpoint
+from espnet_pinch.upstream.build import make_upstream
 
 
 def main(argv=None) -> int:
@@ -19,15 +19,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        cfg = load_size_config(args.config)
+        make_upstream(args.config, args.out, args.seed)
     except (OSError, ValueError) as e:
         logging.error("%s", e)
         return 1
-    model = build_model(cfg, args.seed)
-    save_checkpoint(cfg, model.state_dict(), args.out)
-    n = sum(p.numel() for p in model.parameters())
-    logging.info("%s: %s upstream, %.2f M parameters -> %s (load with S3PRL name %s)",
-                 args.config, cfg["arch"], n / 1e6, args.out, s3prl_name(cfg))
     return 0
 
 

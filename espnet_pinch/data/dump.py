@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from espnet_pinch.data.audio import AudioError, read_audio
 from espnet_pinch.data.kaldi_dir import read_scp
+from espnet_pinch.utils.atomic import atomic_dir
 
 RATE = 16000
 
@@ -45,9 +44,6 @@ def dump(data_dir: str | Path, out: str | Path, speeds: list[float] = (1.0,)) ->
     missing = [u for u in wavs if u not in texts]
     if missing:
         raise ValueError(f"{data_dir}/text: no transcript for {missing[:5]}")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     n = 0
     entries = []
     for speed in speeds:
@@ -55,6 +51,13 @@ def dump(data_dir: str | Path, out: str | Path, speeds: list[float] = (1.0,)) ->
         for utt, path in wavs.items():
             entries.append((prefix + utt, path, speed, utt))
     entries.sort(key=lambda e: e[0])
+    with atomic_dir(out) as tmp:
+        n = _write(tmp, out, entries, texts, spks)
+    return n
+
+
+def _write(tmp: Path, out: Path, entries: list, texts: dict, spks: dict) -> int:
+    n = 0
     with kaldiio.WriteHelper(f"ark,scp:{tmp / 'wav.ark'},{tmp / 'wav.scp'}") as writer, open(
         tmp / "utt2num_samples", "w"
     ) as nsf, open(tmp / "text", "w") as tf, open(tmp / "utt2spk", "w") as sf:
@@ -70,9 +73,6 @@ def dump(data_dir: str | Path, out: str | Path, speeds: list[float] = (1.0,)) ->
     # wav.scp points into tmp/; rewrite it for the final location before the rename.
     scp = (tmp / "wav.scp").read_text().replace(str(tmp / "wav.ark"), str(out.resolve() / "wav.ark"))
     (tmp / "wav.scp").write_text(scp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return n
 
 

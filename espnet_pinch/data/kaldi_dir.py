@@ -1,10 +1,10 @@
 """Writing Kaldi-style data directories (wav.scp, text, utt2spk, spk2utt) atomically."""
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from espnet_pinch.utils.atomic import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -31,24 +31,19 @@ def write_kaldi_dir(out_dir: str | Path, utts: list[Utterance]) -> None:
     for u in utts:
         if not u.utt_id.startswith(u.speaker):
             raise ValueError(f"{u.utt_id}: utterance id must start with its speaker '{u.speaker}'")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     spk2utt: dict[str, list[str]] = {}
-    with open(tmp / "wav.scp", "w") as wav, open(tmp / "text", "w") as txt, open(
-        tmp / "utt2spk", "w"
-    ) as u2s:
-        for u in utts:
-            wav.write(f"{u.utt_id} {u.audio}\n")
-            txt.write(f"{u.utt_id} {u.text}\n")
-            u2s.write(f"{u.utt_id} {u.speaker}\n")
-            spk2utt.setdefault(u.speaker, []).append(u.utt_id)
-    with open(tmp / "spk2utt", "w") as f:
-        for spk in sorted(spk2utt):
-            f.write(f"{spk} {' '.join(spk2utt[spk])}\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        with open(tmp / "wav.scp", "w") as wav, open(tmp / "text", "w") as txt, open(
+            tmp / "utt2spk", "w"
+        ) as u2s:
+            for u in utts:
+                wav.write(f"{u.utt_id} {u.audio}\n")
+                txt.write(f"{u.utt_id} {u.text}\n")
+                u2s.write(f"{u.utt_id} {u.speaker}\n")
+                spk2utt.setdefault(u.speaker, []).append(u.utt_id)
+        with open(tmp / "spk2utt", "w") as f:
+            for spk in sorted(spk2utt):
+                f.write(f"{spk} {' '.join(spk2utt[spk])}\n")
 
 
 def read_scp(path: str | Path) -> dict[str, str]:

@@ -14,8 +14,6 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from torch.nn.utils import parametrize
 
 _PARAM_SUFFIX = ".parametrizations.weight.original"
-
-
 class PinchESPnetASRModel(ESPnetASRModel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 
@@ -24,6 +24,26 @@ DEFAULT_PATTERNS = (
     "encoder.layers.*.fc2",
 )
 
+# Where the SSL model's layers sit in an ESPnet ASR model's state dict
+# (model.frontend = PinchS3prlFrontend -> S3PRLUpstream -> expert -> Wav2Vec2Model/HubertModel).
+SSL_STATE_PREFIX = "frontend.upstream.upstream.model."
+
+
+def weight_key(layer_name: str) -> str:
+    """State-dict key of a prunable layer's weight (names as in ``prunable_layers()``)."""
+    return f"{layer_name}.weight" if layer_name.startswith("ctc.") else f"{SSL_STATE_PREFIX}{layer_name}.weight"
+
+
+def layer_of_weight_key(key: str) -> Optional[str]:
+    """Inverse of ``weight_key`` for the SSL model's weights; None for any other key."""
+    if key.startswith(SSL_STATE_PREFIX) and key.endswith(".weight"):
+        return key[len(SSL_STATE_PREFIX):-len(".weight")]
+    return None
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
 
 def select_layers(
     available: "OrderedDict[str, torch.nn.Module]", patterns: Iterable[str], key: str = "layers"
@@ -38,12 +58,12 @@ def select_layers(
         raise ValueError(f"pruner_conf.{key}: empty list of layer patterns")
     out: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
     for p in patterns:
-        hits = [n for n in available if fnmatch.fnmatchcase(n, p)]
+        hits = [n for n in available if matches(n, [p])]
         if not hits:
             some = ", ".join(list(available)[:4])
             raise ValueError(f"pruner_conf.{key}: pattern {p!r} matches no prunable layer "
                              f"(names look like: {some}, ...)")
     for n, m in available.items():
-        if any(fnmatch.fnmatchcase(n, p) for p in patterns):
+        if matches(n, patterns):
             out[n] = m
     return out

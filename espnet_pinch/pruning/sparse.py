@@ -11,12 +11,13 @@ indices would need 12 bytes per non-zero).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict, Iterable
 
 import numpy as np
 import torch
+
+from espnet_pinch.utils.atomic import atomic_file
 
 FORMAT = "bitmask-v1"
 
@@ -54,11 +55,9 @@ def from_sparse(obj: dict) -> Dict[str, torch.Tensor]:
 
 def save_sparse(state: Dict[str, torch.Tensor], keys: Iterable[str], path: str | Path) -> int:
     """Write atomically; returns bytes on disk."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(to_sparse(state, keys), tmp)
-    os.replace(tmp, path)
-    return path.stat().st_size
+    with atomic_file(path) as tmp:
+        torch.save(to_sparse(state, keys), tmp)
+    return Path(path).stat().st_size
 
 
 def load_sparse(path: str | Path) -> Dict[str, torch.Tensor]:

@@ -20,21 +20,17 @@ from pathlib import Path
 import torch
 
 from espnet_pinch.data.kaldi_dir import read_scp
+from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, matches
 from espnet_pinch.pruning.sparse import from_sparse
-from espnet_pinch.scoring.score import write_json
-
-# Weights of the upstream's Linear/Conv layers (what pruning methods may remove) in an ESPnet
-# model state dict; the positional conv (weight-normed) is not among them.
-_SSL_PREFIX = "frontend.upstream.upstream.model."
-_PRUNABLE_PARTS = ("feature_extractor.", "post_extract_proj.", "encoder.layers.")
-
+from espnet_pinch.utils.atomic import write_json
 
 def prunable_keys(state: dict) -> list[str]:
+    """Weights of the layers pruning methods gate by default (``pruning.layers``), for models
+    that carry no list of their own (dense ones). Norm weights (1-d) are not layers' weights."""
     keys = []
     for k, v in state.items():
-        if not k.startswith(_SSL_PREFIX) or not k.endswith(".weight") or v.dim() < 2:
-            continue
-        if k[len(_SSL_PREFIX):].startswith(_PRUNABLE_PARTS):
+        name = layer_of_weight_key(k)
+        if name is not None and v.dim() >= 2 and matches(name, DEFAULT_PATTERNS):
             keys.append(k)
     return keys
 
@@ -85,9 +81,7 @@ def espnet_training_seconds(log: str | Path) -> float:
 
 def cmd_meta(args) -> None:
     exp = Path(args.exp)
-    train_s = espnet_training_seconds(args.train_log) if args.train_log else args.train_seconds
-    if train_s is None:
-        raise SystemExit("results meta: give --train_log or --train_seconds")
+    train_s = espnet_training_seconds(args.train_log)
     meta = {
         "tag": exp.name.removeprefix("asr_"), "method": args.method,
         "target_sparsity": args.target_sparsity, "train_seconds": round(train_s, 1),
@@ -228,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--exp", required=True)
     m.add_argument("--method", required=True)
     m.add_argument("--target_sparsity", type=float, default=0.0)
-    m.add_argument("--train_log", help="ESPnet train.log: train seconds = its epoch times")
-    m.add_argument("--train_seconds", type=float, help="train seconds, if no --train_log")
+    m.add_argument("--train_log", required=True, help="ESPnet train.log: train seconds = its epoch times")
     m.add_argument("--extra_seconds", type=float, default=0.0, help="added to compression time")
     m.add_argument("--model", required=True, help="checkpoint file name inside --exp")
     m.add_argument("--pruning", help="pruning.json of a finalized pruned model")

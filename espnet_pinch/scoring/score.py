@@ -8,15 +8,14 @@ Usage: python -m espnet_pinch.scoring.score --ref dump/test/text --hyp exp/x/dec
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import jiwer
 
 from espnet_pinch.data.kaldi_dir import read_scp
+from espnet_pinch.utils.atomic import write_json
 
 
 def _align_rows(chunks, ref: list[str], hyp: list[str]) -> tuple[str, str, str]:
@@ -62,14 +61,6 @@ def score(ref: dict[str, str], hyp: dict[str, str]) -> tuple[dict, list[dict]]:
         "sub": words.substitutions, "del": words.deletions, "ins": words.insertions,
     }
     return summary, rows
-
-
-def write_json(path: str | Path, obj) -> None:
-    """JSON written to a temp file and renamed: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

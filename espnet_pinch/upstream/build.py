@@ -13,13 +13,15 @@ The checkpoint is a ``torch.save`` dict with ``task_cfg``, ``model_cfg`` (plain 
 """
 from __future__ import annotations
 
-import os
+import logging
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+
+from espnet_pinch.utils.atomic import atomic_file
 
 ARCHES = {"wav2vec2": "wav2vec2_local", "hubert": "hubert_local"}
 # HuBERT's pretraining head needs a label dictionary; fine-tuning never uses it.
@@ -108,19 +110,20 @@ def checkpoint_dict(cfg: dict, state_dict: dict) -> dict:
 
 def save_checkpoint(cfg: dict, state_dict: dict, path: str | Path) -> Path:
     """Write an S3PRL local checkpoint atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint_dict(cfg, state_dict), tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path) as tmp:
+        torch.save(checkpoint_dict(cfg, state_dict), tmp)
+    return Path(path)
 
 
 def make_upstream(config: str | Path | dict, out: str | Path, seed: int = 0) -> Path:
     """Build a random-weight upstream from a size config and save it as a local checkpoint."""
     cfg = load_size_config(config)
     model = build_model(cfg, seed)
-    return save_checkpoint(cfg, model.state_dict(), out)
+    path = save_checkpoint(cfg, model.state_dict(), out)
+    logging.getLogger(__name__).info(
+        "%s upstream, %.2f M parameters -> %s (load with S3PRL name %s)", cfg["arch"],
+        sum(p.numel() for p in model.parameters()) / 1e6, path, ARCHES[cfg["arch"]])
+    return path
 
 
 def s3prl_name(config: str | Path | dict) -> str:

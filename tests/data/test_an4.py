@@ -1,6 +1,5 @@
 """AN4 data prep on a mini corpus built from a few real AN4 speakers."""
 import os
-import shutil
 
 import pytest
 

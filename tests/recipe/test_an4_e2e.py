@@ -8,7 +8,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from ..conftest import ROOT, TINY
 

@@ -95,12 +95,14 @@ fi
 
 if run_stage 3 "$dump_dir/.done"; then
   log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir (speed perturbation: $speed_perturb)"
-  # shellcheck disable=SC2086
-  $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
-  for dset in $valid_set $test_sets; do
-    [ -f "$dump_dir/$dset/wav.scp" ] && [ "$dset" != "$train_set" ] && continue
+  # The unperturbed sets (training set included: stage 5 takes its stats from it), each once.
+  for dset in $(printf '%s\n' $train_set $valid_set $test_sets | sort -u); do
     $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset"
   done
+  if [ -n "$sp_suffix" ]; then
+    # shellcheck disable=SC2086
+    $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
+  fi
   touch "$dump_dir/.done"
 fi
 
@@ -128,8 +130,6 @@ if run_stage 5 "$stats_dir/.done"; then
   log "Stage 5: collect stats and upstream features (kaldiio) of $dump_dir/$train_set -> $stats_dir"
   # Stats and features of the unperturbed training set; shapes of the perturbed one come
   # from its utt2num_samples.
-  [ -f "$dump_dir/$train_set/wav.scp" ] || \
-    $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$dump_dir/$train_set"
   rm -rf "$stats_dir"
   $train_cmd "$stats_dir/logs/stats.log" $python -m espnet_pinch.bin.asr_train \
     --collect_stats true --write_collected_feats true --ngpu 0 --num_workers 0 \
@@ -184,10 +184,10 @@ train_opts=(
 for e in "${exps[@]}"; do
   read -r tag method target config <<< "$e"
   asr_exp=$exp_dir/asr_$tag
-  if [ -f "$asr_exp/final/config.yaml" ]; then  # a finalized pruned model
-    model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt
-  else
+  if [ "$method" = dense ]; then  # a pruned model is decoded from its finalized export
     model_config=$asr_exp/config.yaml; model_file=$asr_exp/$inference_model
+  else
+    model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt
   fi
 
   if run_stage 6 "$asr_exp/.done"; then
@@ -202,7 +202,6 @@ for e in "${exps[@]}"; do
       train_dense "$tag" "$config"
     fi
     touch "$asr_exp/.done"
-    [ "$method" != dense ] && { model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt; }
   fi
 
   if run_stage 7 "$asr_exp/.decode.done"; then

@@ -1,0 +1,44 @@
+"""Write-then-rename: a reader (or a re-run after a crash) never sees a half-written output."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+
+@contextmanager
+def atomic_dir(out: str | Path) -> Iterator[Path]:
+    """Yields ``<out>.tmp`` (fresh); on success it replaces ``out``, on error ``out`` is untouched."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yields ``<path>.tmp`` to write; on success it is renamed to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    yield tmp
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def write_yaml(path: str | Path, obj: dict) -> None:
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
+        yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
