@@ -3,9 +3,15 @@
 Builds the model from ``<exp>/config.yaml`` (with its pruner) and a checkpoint, calls the
 pruner's ``finalize()``, and writes ``<out>/``:
   config.yaml        the training config with ``pruner: null``: an ordinary model
-  model.sparse.pt    fine-grained result stored sparse (``pruning/sparse.py``, bitmask format)
-  pruning.json       achieved sparsity (overall, per layer), thresholds, bytes on disk
-The masked dense weights are not kept on disk; ``bin.asr_inference`` reads ``model.sparse.pt``.
+  model.sparse.pt    fine-grained methods: the result stored sparse (``pruning/sparse.py``)
+  model.pth          structured methods: the physically smaller dense model
+                     (``compaction.compact_``); its config.yaml carries the explicit
+                     architecture (``frontend_conf.pruned_arch``, also in pruned_arch.yaml) and the
+                     upstream's size config, so it loads with no masks and no original checkpoint
+  pruning.json       achieved sparsity (overall, per layer), thresholds or widths, bytes on disk,
+                     and for structured methods the largest |masked - compact| output difference
+                     on one random second of audio (``compact_max_abs_diff``)
+The masked dense weights are not kept on disk; ``bin.asr_inference`` reads either model file.
 
 Usage: python -m espnet_pinch.bin.finalize --exp exp/asr_spg_0.5 --model latest.pth \
            --out exp/asr_spg_0.5/final
@@ -26,23 +32,74 @@ from espnet_pinch.pruning.sparse import save_sparse
 from espnet_pinch.tasks.asr import PinchASRTask
 from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
 
+_RUN_KEYS = ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
+             "train_shape_file", "valid_shape_file", "output_dir", "init_param")
+
+
+def _counts(net) -> dict:
+    state = net.state_dict()
+    return {"params_total_dense": sum(v.numel() for v in state.values() if v.is_floating_point()),
+            "params_prunable_dense": int(net.pruner.total_params)
+            if hasattr(net.pruner, "total_params") else None}
+
+
+@torch.no_grad()
+def _encode(net, wav: torch.Tensor) -> torch.Tensor:
+    net.eval()
+    return net.encode(wav, torch.tensor([wav.shape[1]]))[0]
+
+
+def compact_model(net, summary: dict, cfg: dict) -> tuple[dict, float]:
+    """Slice the kept units out of ``net`` (masks already baked in); returns (config, max diff)."""
+    from espnet_pinch.compaction import compact_
+
+    frontend = net.frontend
+    size_cfg = frontend.size_config()
+    wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    masked = _encode(net, wav)
+    arch = compact_(frontend.ssl_model, summary["keep"])
+    diff = float((_encode(net, wav) - masked).abs().max())
+    fc = dict(cfg.get("frontend_conf") or {})
+    fc.update({"path_or_url": None, "upstream_config": size_cfg, "pruned_arch": arch})
+    cfg["frontend_conf"] = fc
+    return arch, diff
+
+
 def finalize(exp: Path, model: str, out: Path) -> dict:
     net, args = PinchASRTask.build_model_from_file(exp / "config.yaml", exp / model, "cpu")
     if net.pruner is None:
         raise ValueError(f"{exp}/config.yaml has no pruner: nothing to finalize")
+    counts = _counts(net)
     summary = net.pruner.finalize()
+    finetune_epochs = getattr(net.pruner, "finetune_epochs", 0)
     net.pruner = None
+    with open(exp / "config.yaml") as f:
+        cfg = yaml.safe_load(f)
+    cfg["pruner"], cfg["pruner_conf"] = None, {}
+    # Run-specific entries out: the export is also the --config of a fine-tuning run, where
+    # ESPnet would append (not replace) list options such as the data paths.
+    # Entries the trainer does not take as options (ESPnet's dump has e.g. "required") go too.
+    known = {a.dest for a in PinchASRTask.get_parser()._actions}
+    for key in [k for k in cfg if k in _RUN_KEYS or k not in known]:
+        cfg.pop(key)
+    if summary.get("structured"):
+        arch, diff = compact_model(net, summary, cfg)
+        summary.update({"arch": arch, "compact_max_abs_diff": diff,
+                        "finetune_epochs": finetune_epochs, **counts})
+        logging.info("compacted to %s; max |masked - compact| on 1 s of noise: %.3g", arch, diff)
     state = net.state_dict()
     keys = [weight_key(n) for n in summary["gated_layers"]]
     buf = io.BytesIO()
     torch.save(state, buf)
-    with open(exp / "config.yaml") as f:
-        cfg = yaml.safe_load(f)
-    cfg["pruner"], cfg["pruner_conf"] = None, {}
     with atomic_dir(out) as tmp:
-        sparse_bytes = save_sparse(state, keys, tmp / "model.sparse.pt")
+        if summary.get("structured"):
+            torch.save(state, tmp / "model.pth")
+            stored = (tmp / "model.pth").stat().st_size
+            write_yaml(tmp / "pruned_arch.yaml", summary["arch"])
+        else:
+            stored = save_sparse(state, keys, tmp / "model.sparse.pt")
         write_yaml(tmp / "config.yaml", cfg)
-        summary.update({"prunable_keys": keys, "bytes_sparse": sparse_bytes,
+        summary.update({"prunable_keys": keys, "bytes_sparse": stored,
                         "bytes_dense": buf.getbuffer().nbytes, "source_model": str(exp / model)})
         write_json(tmp / "pruning.json", summary)
     return summary

@@ -8,7 +8,9 @@ Differences from ESPnet's ``S3prlFrontend`` (which this replaces for espnet_pinc
 - the CNN feature extractor is trainable (``feature_grad_mult``) and wav2vec2-style time masking
   can be switched on during training (``apply_mask``): both are needed to train or prune it;
 - ``prunable_layers()`` lists every Linear/Conv1d that the forward pass uses, by stable name,
-  for the pruning methods in ``espnet_pinch.pruning``.
+  for the pruning methods in ``espnet_pinch.pruning``;
+- ``pruned_arch`` gives the upstream the explicit widths of a physically compacted model
+  (``espnet_pinch.compaction``): with ``upstream_config`` it loads with no original checkpoint.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class PinchS3prlFrontend(AbsFrontend):
         path_or_url: checkpoint for ``*_local``/``*_url``/``*_custom`` names.
         upstream_config: size config (path or dict) to build the architecture with random
             weights when there is no checkpoint (e.g. loading a saved or compacted model).
+        pruned_arch: {conv_channels, attention_heads, ffn_dims} per layer of a compacted model.
         multilayer_feature: learnable weighted sum of all hidden states (else the last one).
         layer: a single hidden-state index (-1: see ``multilayer_feature``).
         feature_grad_mult: gradient scale into the CNN feature extractor (0 freezes it).
@@ -61,6 +64,7 @@ class PinchS3prlFrontend(AbsFrontend):
         upstream: str = "wav2vec2_local",
         path_or_url: Optional[str] = None,
         upstream_config: Union[str, dict, None] = None,
+        pruned_arch: Optional[dict] = None,
         multilayer_feature: bool = False,
         layer: int = -1,
         feature_grad_mult: float = 1.0,
@@ -76,7 +80,12 @@ class PinchS3prlFrontend(AbsFrontend):
                 raise FileNotFoundError(f"frontend_conf.path_or_url: no file {path_or_url}")
         self.upstream_name = upstream
         self.path_or_url = path_or_url
+        self.upstream_config = upstream_config
         self.upstream = _build_s3prl_upstream(upstream, path_or_url, upstream_config, extra_conf)
+        if pruned_arch is not None:
+            from espnet_pinch.compaction import apply_architecture_
+
+            apply_architecture_(self.upstream.upstream.model, pruned_arch)
         from s3prl.nn import Featurizer
 
         if layer != -1 and multilayer_feature:
@@ -107,6 +116,20 @@ class PinchS3prlFrontend(AbsFrontend):
             return original(model, source, padding_mask, mask=mask or model.training, **kwargs)
 
         model.extract_features = extract_features
+
+    def size_config(self) -> dict:
+        """The upstream's size config ({arch, model_cfg, task_cfg}) for an architecture-only rebuild."""
+        if self.upstream_config is not None:
+            return load_size_config(self.upstream_config)
+        local = self.path_or_url is not None and os.path.isfile(str(self.path_or_url))
+        if not local:
+            raise ValueError(
+                f"frontend: the size config of upstream {self.upstream_name!r} is unknown; give "
+                "frontend_conf.path_or_url a local S3PRL checkpoint (*_local) or upstream_config")
+        ckpt = torch.load(self.path_or_url, map_location="cpu", weights_only=False)
+        arch = "hubert" if "dictionaries_symbols" in ckpt else "wav2vec2"
+        return load_size_config({"arch": arch, "model_cfg": dict(ckpt["model_cfg"]),
+                                 "task_cfg": dict(ckpt["task_cfg"])})
 
     def output_size(self) -> int:
         return self._output_size

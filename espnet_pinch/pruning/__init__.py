@@ -4,12 +4,14 @@ Adding a method: write its module here and add one line to ``PRUNERS``; the ESPn
 selects it with ``pruner: <name>`` and ``pruner_conf: {...}``.
 """
 from espnet_pinch.pruning.abs_pruner import AbsPruner
+from espnet_pinch.pruning.nascp import NASCPPruner
 from espnet_pinch.pruning.spg import SPGPruner
 from espnet_pinch.pruning.ump import UMPPruner
 
 PRUNERS = {
     "spg": SPGPruner,
     "ump": UMPPruner,
+    "nascp": NASCPPruner,
 }
 
 __all__ = ["AbsPruner", "PRUNERS"]

@@ -42,6 +42,9 @@ class AbsPruner(torch.nn.Module, ABC):
     def finalize(self) -> Dict[str, object]:
         """Make masks permanent, remove gates; returns {"sparsity", "per_layer_sparsity", ...}."""
 
+    def before_forward(self) -> None:
+        """Called before every model forward (set this step's masks); nothing by default."""
+
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""
         return sum(p.numel() for p in self.parameters())

@@ -42,6 +42,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
+from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
@@ -185,9 +186,7 @@ class SPGPruner(MaskPruner):
 
     # -- sparsity -------------------------------------------------------------------------
     def current_target(self) -> float:
-        if self.warmup_steps == 0:
-            return self.target_sparsity
-        return self.target_sparsity * min(1.0, float(self.step) / self.warmup_steps)
+        return warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         kept, total = 0.0, 0
@@ -199,13 +198,8 @@ class SPGPruner(MaskPruner):
             total += w.numel()
         s = 1.0 - kept / total
         target = self.current_target()
-        gap = s - target
-        # lambda1 enters as a constant of this step (cloned: it is updated in place below).
-        term = self.lambda1.clone() * gap + self.penalty * gap**2
-        if self.training and torch.is_grad_enabled():
-            with torch.no_grad():
-                self.lambda1.add_(self.dual_lr * gap.detach())
-                self.step.add_(1)
+        term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
+                             update=self.training and torch.is_grad_enabled())
         stats = {"loss_sparsity": term.detach(), "sparsity": s.detach(),
                  "target_sparsity": torch.tensor(target), "lambda1": self.lambda1.clone()}
         return term, stats

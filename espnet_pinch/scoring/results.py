@@ -1,9 +1,12 @@
 """Experiment bookkeeping: per-model metadata, decoding speed, and the results report.
 
 Subcommands (each called by a recipe stage):
-  meta    after training: ``<exp>/meta.json`` (method, target sparsity, train seconds, model)
+  meta    after training: ``<exp>/meta.json`` (method, target sparsity, train seconds, model,
+          MACs per second of audio)
   rtf     after decoding one set: ``<decode_dir>/rtf.json`` (decode wall seconds / audio seconds)
-  report  over ``<exp_dir>/asr_*/meta.json``: ``results.json`` (one row per model) and RESULTS.md
+  report  over ``<exp_dir>/asr_*/meta.json``: ``results.json`` (one row per model, with a paired
+          bootstrap test of each model's WER against the dense model's), RESULTS.md and its
+          figures (``plots.py``) next to it
 
 Usage: python -m espnet_pinch.scoring.results report --exp_dir exp --test_sets "dev test" \
            --markdown RESULTS.md --json exp/results.json
@@ -22,7 +25,15 @@ import torch
 from espnet_pinch.data.kaldi_dir import read_scp
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, matches
 from espnet_pinch.pruning.sparse import from_sparse
+from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity
+from espnet_pinch.scoring.significance import paired_bootstrap
 from espnet_pinch.utils.atomic import write_json
+
+# pruning.json keys that meta.json copies when present: counts of the dense model before a
+# structured method removed rows/heads/layers, and the pruned architecture
+OPTIONAL_PRUNING_KEYS = ("params_prunable_dense", "params_total_dense", "arch")
+N_BOOT = 1000
+
 
 def prunable_keys(state: dict) -> list[str]:
     """Weights of the layers pruning methods gate by default (``pruning.layers``), for models
@@ -35,24 +46,31 @@ def prunable_keys(state: dict) -> list[str]:
     return keys
 
 
-def param_counts(model_path: str | Path, keys: list[str] | None = None) -> dict:
+def param_counts(model_path: str | Path, keys: list[str] | None = None,
+                 prunable_dense: int | None = None, total_dense: int | None = None) -> dict:
     """Total / non-zero parameters of a model.pth; sparsity over the prunable weights
-    (``sparsity``) and over the whole model (``sparsity_model``)."""
+    (``sparsity``) and over the whole model (``sparsity_model``).
+
+    A physically compacted model (structured pruning) has smaller tensors under the same keys:
+    given the dense model's counts, sparsity is measured against those, so removed rows count
+    as pruned. Without them, sparsity = exact zeros / parameters of this model.
+    """
     state = torch.load(model_path, map_location="cpu")
     if state.get("format") == "bitmask-v1":  # sparse export of a fine-grained pruned model
         state = from_sparse(state)
     tensors = [v for v in state.values() if torch.is_floating_point(v)]
-    keys = keys or prunable_keys(state)
+    keys = [k for k in keys or prunable_keys(state) if k in state]  # a layer may be removed whole
     prunable = sum(state[k].numel() for k in keys)
-    zeros = sum(int((state[k] == 0).sum()) for k in keys)
+    prunable_nonzero = sum(int((state[k] != 0).sum()) for k in keys)
     total = sum(v.numel() for v in tensors)
     nonzero = sum(int((v != 0).sum()) for v in tensors)
+    prunable_dense = prunable_dense or prunable
     return {
         "params_total": total,
         "params_nonzero": nonzero,
         "params_prunable": prunable,
-        "sparsity": zeros / prunable if prunable else 0.0,
-        "sparsity_model": 1.0 - nonzero / total,
+        "sparsity": 1.0 - prunable_nonzero / prunable_dense if prunable_dense else 0.0,
+        "sparsity_model": 1.0 - nonzero / (total_dense or total),
     }
 
 
@@ -81,21 +99,25 @@ def espnet_training_seconds(log: str | Path) -> float:
 
 def cmd_meta(args) -> None:
     exp = Path(args.exp)
-    train_s = espnet_training_seconds(args.train_log)
+    # a structured method trains twice (search, then fine-tuning): both count
+    train_s = sum(espnet_training_seconds(log) for log in args.train_log)
     meta = {
         "tag": exp.name.removeprefix("asr_"), "method": args.method,
         "target_sparsity": args.target_sparsity, "train_seconds": round(train_s, 1),
         "model_path": str(exp / args.model),
     }
+    if args.macs:  # written by espnet_pinch.profiling.macs
+        meta["macs_per_second"] = float(json.loads(Path(args.macs).read_text())["macs_per_second"])
     if args.pruning:  # written by bin.finalize
         p = json.loads(Path(args.pruning).read_text())
         meta.update({
-            # one pass: training with the gates plus finalize is the whole compression time
+            # all training runs plus finalize are the whole compression time
             "compression_seconds": round(train_s + args.extra_seconds, 1),
             "per_layer_sparsity": {k: round(v, 4) for k, v in p["per_layer_sparsity"].items()},
-            "prunable_keys": p["prunable_keys"], "extra_params": p["extra_params"],
-            "bytes_dense_equivalent": p["bytes_dense"],
+            "prunable_keys": p["prunable_keys"], "extra_params": p.get("extra_params"),
+            "bytes_dense_equivalent": p.get("bytes_dense"),
         })
+        meta.update({k: p[k] for k in OPTIONAL_PRUNING_KEYS if k in p})
     write_json(exp / "meta.json", meta)
 
 
@@ -107,18 +129,52 @@ def cmd_rtf(args) -> None:
                {"decode_seconds": elapsed, "audio_seconds": audio_s, "rtf": elapsed / audio_s})
 
 
+def _per_utt(exp: Path, test_set: str) -> dict | None:
+    f = exp / f"decode_{test_set}" / "per_utt.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def significance_vs_dense(rows: list[dict], exps: list[Path], test_sets: list[str]) -> None:
+    """Sets ``row["significance"][set]``: paired bootstrap of the row's WER against the dense
+    row's (None for the dense row itself, or without a dense row or per_utt.json files)."""
+    dense = next((e for r, e in zip(rows, exps) if r["method"] == "dense"), None)
+    for row, exp in zip(rows, exps):
+        row["significance"] = {}
+        for s in test_sets:
+            a = _per_utt(dense, s) if dense is not None and exp != dense else None
+            b = _per_utt(exp, s) if a is not None else None
+            sig = None
+            if b is not None:
+                try:
+                    sig = paired_bootstrap(a, b, n_boot=N_BOOT)
+                except ValueError as e:
+                    logging.warning("%s vs %s on %s: %s", exp, dense, s, e)
+            row["significance"][s] = sig
+
+
+def _order(row: dict) -> tuple:
+    return row["method"] != "dense", row["method"], row.get("target_sparsity") or 0.0, row["tag"]
+
+
 def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
-    rows = []
+    """One row per model: meta.json plus parameter counts, scores, speed and significance;
+    dense first, then by method and target sparsity."""
+    rows, exps = [], []
     for meta_path in sorted(Path(exp_dir).glob("asr_*/meta.json")):
         exp = meta_path.parent
         row = json.loads(meta_path.read_text())
         if not Path(row["model_path"]).is_file():
             logging.warning("%s: model %s missing, row skipped", exp, row["model_path"])
             continue
-        row.update(param_counts(row["model_path"], row.get("prunable_keys")))
+        row.update(param_counts(row["model_path"], row.get("prunable_keys"),
+                                row.get("params_prunable_dense"), row.get("params_total_dense")))
         row.pop("prunable_keys", None)
         row["bytes_on_disk"] = Path(row["model_path"]).stat().st_size
         row.setdefault("compression_seconds", None)
+        macs = exp / "macs.json"  # stage 6 counts every model's MACs, bundled ones included
+        if row.get("macs_per_second") is None and macs.is_file():
+            row["macs_per_second"] = float(json.loads(macs.read_text())["macs_per_second"])
+        row.setdefault("macs_per_second", None)
         row["wer"], row["cer"], rtfs = {}, {}, []
         for s in test_sets:
             score = exp / f"decode_{s}" / "score.json"
@@ -133,74 +189,64 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
             if rtfs else None
         )
         rows.append(row)
-    return rows
+        exps.append(exp)
+    significance_vs_dense(rows, exps, test_sets)
+    return sorted(rows, key=_order)
 
 
-def markdown(rows: list[dict], test_sets: list[str]) -> str:
+def _fmt(v, f: str = "{}") -> str:
+    return "-" if v is None else f.format(v)
+
+
+def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None) -> str:
+    """RESULTS.md: the table of ``rows``, the per-layer sparsity table, and links to
+    ``figures`` ({title: PNG file name next to the markdown})."""
     head = ["tag", "method", "target", "sparsity", "model sparsity", "params", "nonzero"]
-    head += [f"WER {s}" for s in test_sets] + [f"CER {s}" for s in test_sets]
-    head += ["train s", "compress s", "MB on disk", "decode RTF"]
+    head += [f"WER {s}" for s in test_sets] + [f"p vs dense {s}" for s in test_sets]
+    head += [f"CER {s}" for s in test_sets]
+    head += ["train s", "compress s", "MB on disk", "MACs/s", "decode RTF"]
     lines = ["# Results", "",
              "Written by the recipe's results stage from `exp/results.json`. WER/CER in %; "
-             "sparsity = exact zeros over the upstream's prunable Linear/Conv weights (model "
-             "sparsity: over all parameters); train s = ESPnet epoch times (train + valid); "
-             "compress s = the whole compression (for SPG: the one pruning+fine-tuning pass "
-             "and finalize); MB on disk = the stored model file; decode RTF = CPU decode "
-             "seconds / audio seconds.", "",
+             "sparsity = share of the dense model's prunable Linear/Conv weights that are zero or "
+             "removed (model sparsity: over all parameters); train s = ESPnet epoch times "
+             "(train + valid, every training run of the method); compress s = the whole "
+             "compression (all training runs and finalize); MB on disk = the stored model file; "
+             "MACs/s = multiply-accumulates per second of audio (`espnet_pinch.profiling.macs`); "
+             "decode RTF = CPU decode seconds / audio seconds.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    fmt = lambda v, f="{}": "-" if v is None else f.format(v)  # noqa: E731
     for r in rows:
-        cells = [r["tag"], r["method"], fmt(r.get("target_sparsity"), "{:.2f}"),
+        sig = r.get("significance") or {}
+        cells = [r["tag"], r["method"], _fmt(r.get("target_sparsity"), "{:.2f}"),
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
                  f"{r['params_nonzero'] / 1e6:.2f} M"]
-        cells += [fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
-        cells += [fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
-        cells += [fmt(r.get("train_seconds"), "{:.0f}"), fmt(r.get("compression_seconds"), "{:.0f}"),
-                  f"{r['bytes_on_disk'] / 1e6:.2f}", fmt(r.get("decode_rtf"), "{:.3f}")]
+        cells += [_fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
+        cells += [_fmt((sig.get(s) or {}).get("p_value"), "{:.3f}") for s in test_sets]
+        cells += [_fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
+        macs = r.get("macs_per_second")
+        cells += [_fmt(r.get("train_seconds"), "{:.0f}"), _fmt(r.get("compression_seconds"), "{:.0f}"),
+                  f"{r['bytes_on_disk'] / 1e6:.2f}", _fmt(None if macs is None else macs / 1e6, "{:.1f} M"),
+                  _fmt(r.get("decode_rtf"), "{:.3f}")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "p vs dense: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
+              "the model's WER and the dense model's on the same utterances: "
+              f"{N_BOOT} resamples of the utterances with replacement, two-sided p-value of "
+              "\"no difference\" (small p: the difference is unlikely to be chance; 0.000: every "
+              "resample's difference had the same sign, p < 0.002); `results.json` also holds the "
+              "difference and its 95% interval."]
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
     if pruned:
         lines += ["", "## Per-layer sparsity", "",
-                  "Fraction of exact zeros in each gated layer of the final model "
-                  "(chart: `per_layer_sparsity.png`).", "",
+                  "Share of exact zeros (or removed weights) in each gated layer of the final model.", "",
                   "| layer | " + " | ".join(r["tag"] for r in pruned) + " |",
                   "|---|" + "---|" * len(pruned)]
-        names = list(pruned[0]["per_layer_sparsity"])
-        for n in names:
-            vals = [fmt(r["per_layer_sparsity"].get(n), "{:.3f}") for r in pruned]
+        for n in dict.fromkeys(n for r in pruned for n in r["per_layer_sparsity"]):
+            vals = [_fmt(r["per_layer_sparsity"].get(n), "{:.3f}") for r in pruned]
             lines.append(f"| {n} | " + " | ".join(vals) + " |")
+    if figures:
+        lines += ["", "## Figures"]
+        for title, name in figures.items():
+            lines += ["", f"![{title}]({name})"]
     return "\n".join(lines) + "\n"
-
-
-def plot_per_layer(rows: list[dict], path: Path) -> bool:
-    """Grouped bar chart of per-layer sparsity, one colour per pruned model."""
-    pruned = [r for r in rows if r.get("per_layer_sparsity")]
-    if not pruned:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(pruned[0]["per_layer_sparsity"])
-    width = 0.8 / len(pruned)
-    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(names)), 4.5))
-    for i, r in enumerate(pruned):
-        xs = [j + i * width for j in range(len(names))]
-        ax.bar(xs, [r["per_layer_sparsity"].get(n, 0) for n in names], width,
-               label=f"{r['tag']} (overall {r['sparsity']:.3f})")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
-    ax.set_xticklabels([n.replace("encoder.layers.", "L").replace("self_attn.", "")
-                        .replace("feature_extractor.conv_layers.", "conv") for n in names],
-                       rotation=90, fontsize=7)
-    ax.set_ylabel("sparsity (fraction of zeros)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("Per-layer sparsity of the pruned models")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
 
 
 def cmd_report(args) -> None:
@@ -210,9 +256,14 @@ def cmd_report(args) -> None:
         raise SystemExit(f"results: no trained models (asr_*/meta.json) under {args.exp_dir}")
     write_json(args.json, rows)
     md = Path(args.markdown)
-    md.write_text(markdown(rows, sets))
-    plot_per_layer(rows, md.parent / "per_layer_sparsity.png")
-    logging.info("results: %d rows -> %s, %s", len(rows), args.json, md)
+    figures = {}
+    if plot_wer_vs_sparsity(rows, sets[-1], md.parent / "wer_vs_sparsity.png"):
+        figures[f"WER on {sets[-1]} vs sparsity"] = "wer_vs_sparsity.png"
+    if plot_per_layer(rows, md.parent / "per_layer_sparsity.png"):
+        figures["Per-layer sparsity"] = "per_layer_sparsity.png"
+    md.write_text(markdown(rows, sets, figures))
+    logging.info("results: %d rows -> %s, %s (figures: %s)", len(rows), args.json, md,
+                 ", ".join(figures.values()) or "none")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--exp", required=True)
     m.add_argument("--method", required=True)
     m.add_argument("--target_sparsity", type=float, default=0.0)
-    m.add_argument("--train_log", required=True, help="ESPnet train.log: train seconds = its epoch times")
+    m.add_argument("--train_log", required=True, nargs="+", action="extend",
+                   help="ESPnet train.log(s), repeatable: train seconds = the sum of their epoch times")
     m.add_argument("--extra_seconds", type=float, default=0.0, help="added to compression time")
     m.add_argument("--model", required=True, help="checkpoint file name inside --exp")
     m.add_argument("--pruning", help="pruning.json of a finalized pruned model")
+    m.add_argument("--macs", help="JSON of espnet_pinch.profiling.macs: its macs_per_second is kept")
     r = sub.add_parser("rtf", help="write <decode_dir>/rtf.json after decoding")
     r.add_argument("--decode_dir", required=True)
     r.add_argument("--timing", required=True, help="timing.json written by bin.asr_inference")

@@ -1,7 +1,9 @@
 """WER / CER with jiwer, plus a per-utterance alignment file.
 
 Writes ``<out>/score.json`` ({wer, cer, num_utts, num_words, num_chars, sub, del, ins}, rates in
-percent) and ``<out>/alignment.txt`` (REF / HYP / OPS per utterance, errors first).
+percent), ``<out>/per_utt.json`` ({utt: [word errors, reference words]}, for the paired
+significance test in ``significance.py``) and ``<out>/alignment.txt`` (REF / HYP / OPS per
+utterance, errors first).
 
 Usage: python -m espnet_pinch.scoring.score --ref dump/test/text --hyp exp/x/decode_test/raw/1best_recog/text --out exp/x/decode_test
 """
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ref", required=True, help="reference Kaldi text")
     p.add_argument("--hyp", required=True, help="hypothesis Kaldi text (ESPnet's 1best_recog/text)")
-    p.add_argument("--out", required=True, help="dir for score.json and alignment.txt")
+    p.add_argument("--out", required=True, help="dir for score.json, per_utt.json and alignment.txt")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     ref, hyp = read_scp(args.ref), read_scp(args.hyp)
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in sorted(rows, key=lambda r: (-r["errors"], r["utt"])):
             f.write(f"{r['utt']}  errors={r['errors']}/{r['words']}\n")
             f.write(f"  REF: {r['ref']}\n  HYP: {r['hyp']}\n  OPS: {r['ops']}\n")
+    write_json(out / "per_utt.json", {r["utt"]: [r["errors"], r["words"]] for r in rows})
     write_json(out / "score.json", summary)
     logging.info("%s: WER %.2f%% CER %.2f%% over %d utterances", args.hyp, summary["wer"],
                  summary["cer"], summary["num_utts"])

@@ -58,8 +58,11 @@ class PinchASRTask(ASRTask):
         if not isinstance(model, PinchESPnetASRModel):
             raise ValueError(f"pruner: {name} needs `model: pinch` in the config")
         conf = dict(getattr(args, "pruner_conf", None) or {})
+        cls_ = pruner_choices.get_class(name)
+        if getattr(cls_, "needs_ssl_model", False):  # structured methods prune units of the SSL model
+            conf["ssl_model"] = model.frontend.ssl_model
         try:
-            pruner = pruner_choices.get_class(name)(model.prunable_layers(), **conf)
+            pruner = cls_(model.prunable_layers(), **conf)
         except TypeError as e:  # an unknown key in pruner_conf
             raise ValueError(f"pruner_conf: {e}") from e
         model.set_pruner(pruner)

@@ -33,6 +33,15 @@ def test_cli_writes_score_and_alignment(tmp_path):
     ali = (tmp_path / "out/alignment.txt").read_text()
     assert ali.startswith("u2  errors=1/2")  # errors first
     assert "HYP: ERASE S" in ali
+    # word errors and reference words per utterance, for the paired significance test
+    assert json.loads((tmp_path / "out/per_utt.json").read_text()) == {"u1": [0, 1], "u2": [1, 2]}
+
+
+def test_per_utterance_errors_add_up_to_the_summary():
+    summary, rows = score_mod.score({"u1": "A B C D", "u2": "YES", "u3": "GO"},
+                                    {"u1": "A X C", "u2": "YES NO", "u3": "GO"})
+    assert [(r["errors"], r["words"]) for r in rows] == [(2, 4), (1, 1), (0, 1)]
+    assert sum(r["errors"] for r in rows) == summary["sub"] + summary["del"] + summary["ins"]
 
 
 def test_param_counts_over_prunable_weights(tmp_path):

@@ -8,11 +8,14 @@
 #   4 upstream         random-weight local S3PRL checkpoint from a size config -> exp/upstream/
 #   5 collect stats    ESPnet collect-stats through the upstream; features written with kaldiio
 #   6 train            ESPnet trainer -> exp/asr_<tag>/ (dense: the bundled model unless retrained;
-#                      pruning methods: one pass from the dense model, then finalize -> final/)
+#                      pruning methods: one pass from the dense model, then finalize -> final/;
+#                      structured methods (NAS-CP): search, compaction -> final/, then fine-tuning
+#                      of the compact model -> finetune/); MACs per second of audio -> macs.json
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json
 #   9 results          RESULTS.md and exp/results.json over every trained model
-# Stages 6-8 run for the dense model and then for every method x target sparsity.
+# Stages 6-8 run for the dense model and then for every method x target sparsity: the comparison
+# of methods (RESULTS.md, results.json, wer_vs_sparsity.png) is stage 9.
 set -euo pipefail
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 
@@ -38,10 +41,13 @@ upstream_seed=0         # seed of the random starting upstream
 asr_config=conf/train_dense.yaml  # dense training config (frontend, model, optimiser)
 asr_tag=                # dense experiment name (default: from the config file name)
 asr_args=               # extra options for every trainer run, e.g. "--max_epoch 2"
-methods=                # pruning methods to run after dense, e.g. "spg" (config: conf/train_<method>.yaml)
+methods=                # pruning methods to compare with dense, e.g. "spg ump nascp" (conf/train_<method>.yaml)
 conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
+sweep=false             # true: use sweep_targets instead, for the full WER-vs-sparsity curve
+sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
 pruned_args=            # extra options for the pruning runs only
+pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
 pruned_model=latest.pth # checkpoint of a pruning run to finalize (the last epoch)
 dense_model=            # bundled dense model dir; stage 6 imports it instead of training
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
@@ -56,6 +62,7 @@ results_md=RESULTS.md   # where stage 9 writes the readable table
 [ "$python" = python3 ] && python=$PINCH_PYTHON
 
 export OMP_NUM_THREADS=$nthreads MKL_NUM_THREADS=$nthreads
+[ "$sweep" = true ] && target_sparsities=$sweep_targets
 [ -z "$asr_tag" ] && asr_tag=$(basename "$asr_config" .yaml | sed 's/^train_//')
 token_dir=$data_dir/token_list/$token_type
 dense_exp=$exp_dir/asr_$asr_tag
@@ -99,7 +106,7 @@ if run_stage 3 "$dump_dir/.done"; then
   for dset in $(printf '%s\n' $train_set $valid_set $test_sets | sort -u); do
     $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset"
   done
-  if [ -n "$sp_suffix" ]; then
+  if [ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; }; then
     # shellcheck disable=SC2086
     $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
   fi
@@ -123,8 +130,11 @@ data_opts=(
   --token_list "$token_dir/tokens.txt"
   --valid_data_path_and_name_and_type "$dump_dir/$valid_set/wav.scp,speech,kaldi_ark"
   --valid_data_path_and_name_and_type "$dump_dir/$valid_set/text,text,text"
-  --frontend_conf "path_or_url=$upstream_ckpt"
+  --valid_shape_file "$dump_dir/$valid_set/utt2num_samples"
 )
+# Starting upstream (architecture; its weights are then replaced by --init_param where given).
+# Not given to the fine-tuning of a compact model: its config carries its own architecture.
+upstream_opts=(--frontend_conf "path_or_url=$upstream_ckpt")
 
 if run_stage 5 "$stats_dir/.done"; then
   log "Stage 5: collect stats and upstream features (kaldiio) of $dump_dir/$train_set -> $stats_dir"
@@ -133,11 +143,10 @@ if run_stage 5 "$stats_dir/.done"; then
   rm -rf "$stats_dir"
   $train_cmd "$stats_dir/logs/stats.log" $python -m espnet_pinch.bin.asr_train \
     --collect_stats true --write_collected_feats true --ngpu 0 --num_workers 0 \
-    --config "$asr_config" "${data_opts[@]}" \
+    --config "$asr_config" "${data_opts[@]}" "${upstream_opts[@]}" \
     --train_data_path_and_name_and_type "$dump_dir/$train_set/wav.scp,speech,kaldi_ark" \
     --train_data_path_and_name_and_type "$dump_dir/$train_set/text,text,text" \
     --train_shape_file "$dump_dir/$train_set/utt2num_samples" \
-    --valid_shape_file "$dump_dir/$valid_set/utt2num_samples" \
     --output_dir "$stats_dir" \
     || { log "Stage 5 failed: see $stats_dir/logs/stats.log"; exit 1; }
   touch "$stats_dir/.done"
@@ -148,7 +157,8 @@ train_dense() {  # tag config
   log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
-    --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" $asr_args \
+    --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${dense_train_opts[@]}" \
+    --output_dir "$asr_exp" $asr_args \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
     --train_log "$asr_exp/train.log" --model "$inference_model"
@@ -156,39 +166,65 @@ train_dense() {  # tag config
 
 train_pruned() {  # tag method target config
   local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4
-  local init=$dense_exp/$inference_model
-  log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp"
+  local init=$dense_exp/$inference_model search_epochs ft_epochs
+  # shellcheck disable=SC2086
+  read -r search_epochs ft_epochs <<< "$($python -m espnet_pinch.bin.epochs --config "$config" -- $asr_args $pruned_args)"
+  log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp" \
+      "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"))"
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
-    --config "$config" "${data_opts[@]}" "${train_opts[@]}" --output_dir "$asr_exp" \
-    --init_param "$init" --pruner_conf "target_sparsity=$target" $asr_args $pruned_args \
+    --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
+    --output_dir "$asr_exp" --init_param "$init" --pruner_conf "target_sparsity=$target" \
+    $asr_args $pruned_args --max_epoch "$search_epochs" \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
   local start; start=$(date +%s)
   $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$pruned_model" \
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
     || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
+  local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
+  if [ "$ft_epochs" -gt 0 ]; then
+    log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs -> $asr_exp/finetune"
+    # shellcheck disable=SC2086
+    $train_cmd --gpu "$ngpu" "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
+      --config "$asr_exp/final/config.yaml" "${data_opts[@]}" "${pruned_train_opts[@]}" \
+      --output_dir "$asr_exp/finetune" --init_param "$asr_exp/final/model.pth" \
+      $asr_args $pruned_args --max_epoch "$ft_epochs" \
+      || { log "Stage 6 failed: see $asr_exp/finetune/train.log (re-run resumes)"; exit 1; }
+    logs+=("$asr_exp/finetune/train.log"); model=finetune/$inference_model
+  elif [ -f "$asr_exp/final/model.pth" ]; then
+    model=final/model.pth  # structured, no fine-tuning
+  fi
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
-    --target_sparsity "$target" --train_log "$asr_exp/train.log" \
-    --extra_seconds $(( $(date +%s) - start )) \
-    --model final/model.sparse.pt --pruning "$asr_exp/final/pruning.json"
+    --target_sparsity "$target" --train_log "${logs[@]}" --extra_seconds "$extra" \
+    --model "$model" --pruning "$asr_exp/final/pruning.json"
 }
 
-train_opts=(
-  --ngpu "$ngpu" --seed "$seed" --resume true
+common_train_opts=(--ngpu "$ngpu" --seed "$seed" --resume true)
+dense_train_opts=("${common_train_opts[@]}"
   --train_data_path_and_name_and_type "$train_dump/wav.scp,speech,kaldi_ark"
   --train_data_path_and_name_and_type "$train_dump/text,text,text"
   --train_shape_file "$train_dump/utt2num_samples"
-  --valid_shape_file "$dump_dir/$valid_set/utt2num_samples"
 )
+pruned_dump=$dump_dir/$train_set; [ "$pruned_train_sp" = true ] && pruned_dump=$train_dump
+pruned_train_opts=("${common_train_opts[@]}"
+  --train_data_path_and_name_and_type "$pruned_dump/wav.scp,speech,kaldi_ark"
+  --train_data_path_and_name_and_type "$pruned_dump/text,text,text"
+  --train_shape_file "$pruned_dump/utt2num_samples"
+)
+
+# model_of TAG METHOD: "config model_file" that stage 7 decodes (a pruned model: its export, or
+# the fine-tuned compact model).
+model_of() {
+  local asr_exp=$exp_dir/asr_$1
+  if [ "$2" = dense ]; then echo "$asr_exp/config.yaml $asr_exp/$inference_model"
+  elif [ -f "$asr_exp/finetune/config.yaml" ]; then echo "$asr_exp/finetune/config.yaml $asr_exp/finetune/$inference_model"
+  elif [ -f "$asr_exp/final/model.pth" ]; then echo "$asr_exp/final/config.yaml $asr_exp/final/model.pth"
+  else echo "$asr_exp/final/config.yaml $asr_exp/final/model.sparse.pt"; fi
+}
 
 for e in "${exps[@]}"; do
   read -r tag method target config <<< "$e"
   asr_exp=$exp_dir/asr_$tag
-  if [ "$method" = dense ]; then  # a pruned model is decoded from its finalized export
-    model_config=$asr_exp/config.yaml; model_file=$asr_exp/$inference_model
-  else
-    model_config=$asr_exp/final/config.yaml; model_file=$asr_exp/final/model.sparse.pt
-  fi
 
   if run_stage 6 "$asr_exp/.done"; then
     mkdir -p "$asr_exp"
@@ -201,9 +237,14 @@ for e in "${exps[@]}"; do
     else
       train_dense "$tag" "$config"
     fi
+    read -r model_config model_file <<< "$(model_of "$tag" "$method")"
+    log "Stage 6: MACs per second of audio of $model_file -> $asr_exp/macs.json"
+    $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
+      --out "$asr_exp/macs.json" || { log "Stage 6 failed counting MACs of $model_file"; exit 1; }
     touch "$asr_exp/.done"
   fi
 
+  read -r model_config model_file <<< "$(model_of "$tag" "$method")"
   if run_stage 7 "$asr_exp/.decode.done"; then
     for dset in $test_sets; do
       out=$asr_exp/decode_$dset

@@ -1,0 +1,49 @@
+"""Split a pruning run's epochs into search and fine-tuning for a structured method.
+
+A structured method (``pruner_conf.finetune_epochs`` > 0, e.g. NAS-CP) searches, is compacted, and
+then fine-tunes the compact model; the two ESPnet runs together take the config's ``max_epoch``
+(or a ``--max_epoch N`` among the extra trainer options), so every method trains equally long.
+Prints "<search epochs> <fine-tuning epochs>"; a method without fine-tuning gets "N 0".
+
+Usage: python -m espnet_pinch.bin.epochs --config conf/train_nascp.yaml [-- --max_epoch 4 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+
+def split_epochs(config: dict, extra: list[str]) -> tuple[int, int]:
+    total = int(config.get("max_epoch", 1))
+    for i, a in enumerate(extra):  # the trainer takes the last --max_epoch given
+        if a == "--max_epoch" and i + 1 < len(extra):
+            total = int(extra[i + 1])
+        elif a.startswith("--max_epoch="):
+            total = int(a.split("=", 1)[1])
+    ft = int((config.get("pruner_conf") or {}).get("finetune_epochs", 0) or 0)
+    if ft and total - ft < 1:
+        raise ValueError(f"max_epoch {total} leaves no search epoch before {ft} fine-tuning epochs")
+    return total - ft, ft
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="trainer options after --")
+    args = p.parse_args(argv)
+    with open(args.config) as f:
+        cfg = yaml.safe_load(f)
+    extra = [a for a in args.extra if a != "--"]
+    try:
+        search, ft = split_epochs(cfg, " ".join(extra).split())
+    except ValueError as e:
+        print(f"{args.config}: {e}", file=sys.stderr)
+        return 1
+    print(search, ft)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Multiply-accumulate (MAC) counts of a real forward pass, for dense, sparse and compacted models.
+
+Forward hooks follow the pass that actually runs, so physically smaller (compacted) layers
+(fewer heads, narrower FFNs, fewer conv channels, per layer) are counted from their own shapes.
+One MAC per weight per output position:
+  - ``Conv1d`` (any ``ConvNd``): output positions x weights = T_out * k * C_in/groups * C_out;
+  - ``Linear``: leading positions x weights = T * d_in * d_out;
+  - S3PRL's wav2vec2/HuBERT ``MultiheadAttention`` (matched by class name) is hooked itself,
+    because its fused path (``F.multi_head_attention_forward``) never calls the projection
+    Linears while the slow path after head pruning does: q, k, v, out projections
+    (T * weights each) plus the two attention matmuls, QK^T and AV: 2 * T_q * T_k * H * d_head
+    per batch element. Linears inside it are excluded from the Linear count (no double count).
+Weights are counted as non-zero entries (``count_nonzero=True``: fine-grained pruned models
+store exact zeros, and parametrized masks show through ``module.weight``) for ``macs``, and all
+entries for ``macs_dense_exec`` (what a dense kernel executes); both are always reported.
+Not counted: bias adds, norms, activations, softmax, scaling, masking, resampling. Attention
+modules of other implementations (e.g. ESPnet's) get only their Linear projections counted.
+
+Categories: conv (CNN feature extractor), pos_conv (positional conv), attention_proj,
+attention_scores, ffn (fc1/fc2), other_linear (post_extract_proj, ESPnet encoder, CTC head, ...).
+
+Usage: python -m espnet_pinch.profiling.macs --config exp/x/config.yaml --model exp/x/model.pth \
+           [--seconds 1.0] --out exp/x/macs.json
+``--model`` may be a sparse export (``*.sparse.pt`` from ``bin.finalize``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+
+CATEGORIES = ("conv", "pos_conv", "attention_proj", "attention_scores", "ffn", "other_linear")
+FS = 16000
+
+
+def _weights(layer: torch.nn.Module) -> tuple:
+    """(non-zero, all) entries of ``layer.weight`` (masked weight if parametrized)."""
+    w = layer.weight
+    return int(torch.count_nonzero(w)), w.numel()
+
+
+def _is_mha(module: torch.nn.Module) -> bool:
+    return type(module).__name__ == "MultiheadAttention" and hasattr(module, "q_proj")
+
+
+def count_macs(
+    module: torch.nn.Module, forward_fn: Callable[[], object], count_nonzero: bool = True
+) -> Dict[str, object]:
+    """MACs of ``forward_fn()`` (which runs ``module``), summed over the batch.
+
+    Returns {"macs": int (non-zero weights, or all if ``count_nonzero=False``),
+    "macs_dense_exec": int (all weights), "breakdown": {category: int} for ``macs``,
+    "breakdown_dense_exec": {category: int}}.
+    """
+    nnz = dict.fromkeys(CATEGORIES, 0)
+    dense = dict.fromkeys(CATEGORIES, 0)
+
+    def add(cat: str, positions: int, layer: torch.nn.Module) -> None:
+        n, d = _weights(layer)
+        nnz[cat] += positions * (n if count_nonzero else d)
+        dense[cat] += positions * d
+
+    def conv_hook(name):
+        cat = "pos_conv" if "pos_conv" in name else "conv"
+
+        def hook(mod, inputs, out):  # out: (B, C_out, *spatial)
+            add(cat, out.numel() // out.shape[1], mod)
+        return hook
+
+    def linear_hook(name):
+        cat = "ffn" if name.rsplit(".", 1)[-1] in ("fc1", "fc2") else "other_linear"
+
+        def hook(mod, inputs, out):  # out: (..., d_out)
+            add(cat, out.numel() // out.shape[-1], mod)
+        return hook
+
+    def mha_hook(mod, args, kwargs, out):
+        query = args[0] if args else kwargs["query"]  # (T_q, B, C)
+        key = args[1] if len(args) > 1 else kwargs.get("key")
+        t_q, bsz = query.shape[:2]
+        t_k = t_q if key is None or mod.self_attention else key.shape[0]
+        for proj, t in ((mod.q_proj, t_q), (mod.k_proj, t_k), (mod.v_proj, t_k),
+                        (mod.out_proj, t_q)):
+            add("attention_proj", bsz * t, proj)
+        scores = 2 * bsz * t_q * t_k * mod.num_heads * mod.head_dim
+        nnz["attention_scores"] += scores
+        dense["attention_scores"] += scores
+
+    handles, inside_mha = [], set()
+    for name, mod in module.named_modules():
+        if _is_mha(mod):
+            inside_mha.update(id(m) for m in mod.modules())
+            handles.append(mod.register_forward_hook(mha_hook, with_kwargs=True))
+    for name, mod in module.named_modules():
+        if id(mod) in inside_mha:
+            continue
+        if isinstance(mod, torch.nn.modules.conv._ConvNd):
+            handles.append(mod.register_forward_hook(conv_hook(name)))
+        elif isinstance(mod, torch.nn.Linear):
+            handles.append(mod.register_forward_hook(linear_hook(name)))
+    try:
+        with torch.no_grad():
+            forward_fn()
+    finally:
+        for h in handles:
+            h.remove()
+    return {"macs": sum(nnz.values()), "macs_dense_exec": sum(dense.values()),
+            "breakdown": nnz, "breakdown_dense_exec": dense}
+
+
+def _per_second(counts: dict, seconds: float) -> dict:
+    return {
+        "macs_per_second": counts["macs"] / seconds,
+        "macs_dense_exec_per_second": counts["macs_dense_exec"] / seconds,
+        "seconds": seconds,
+        "breakdown": {k: v / seconds for k, v in counts["breakdown"].items()},
+        "breakdown_dense_exec": {k: v / seconds for k, v in counts["breakdown_dense_exec"].items()},
+    }
+
+
+def _eval_count(model: torch.nn.Module, forward_fn: Callable[[], object], seconds: float) -> dict:
+    was_training = model.training
+    model.eval()
+    try:
+        return _per_second(count_macs(model, forward_fn), seconds)
+    finally:
+        model.train(was_training)
+
+
+def macs_per_second(espnet_model: torch.nn.Module, seconds: float = 1.0, seed: int = 0) -> dict:
+    """MACs per second of audio for an ESPnet ASR model: ``encode`` + the CTC head ``ctc_lo``.
+
+    Batch 1 of ``seconds`` of random 16 kHz audio, eval mode, no grad. Attention is quadratic in
+    length, so the per-second figure is defined at this reference duration (default 1 s).
+    Returns {"macs_per_second", "macs_dense_exec_per_second", "seconds", "breakdown",
+    "breakdown_dense_exec"} (breakdowns per second, by category).
+    """
+    n = int(round(seconds * FS))
+    speech = torch.randn(1, n, generator=torch.Generator().manual_seed(seed))
+    lengths = torch.tensor([n])
+    pruner = getattr(espnet_model, "pruner", None)
+    if pruner is not None and hasattr(pruner, "before_forward"):
+        pruner.before_forward()  # masks as model.forward would use them
+
+    def run():
+        enc, _ = espnet_model.encode(speech, lengths)
+        espnet_model.ctc.ctc_lo(enc)
+
+    return _eval_count(espnet_model, run, seconds)
+
+
+def ssl_macs_per_second(ssl_model: torch.nn.Module, seconds: float = 1.0, seed: int = 0) -> dict:
+    """As ``macs_per_second`` for a bare Wav2Vec2Model / HubertModel (``frontend.ssl_model``):
+    ``extract_features`` of batch 1, ``seconds`` of random 16 kHz audio, no padding, no mask."""
+    n = int(round(seconds * FS))
+    wav = torch.randn(1, n, generator=torch.Generator().manual_seed(seed))
+    return _eval_count(
+        ssl_model, lambda: ssl_model.extract_features(wav, padding_mask=None, mask=False), seconds
+    )
+
+
+def model_macs_from_files(config: str | Path, model: str | Path, seconds: float = 1.0) -> dict:
+    """Build an ESPnet model from ``config.yaml`` + ``model.pth`` (or ``*.sparse.pt``) and count."""
+    import espnet_pinch.tasks.asr as pinch_asr
+    from espnet_pinch.pruning.sparse import load_sparse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if str(model).endswith(".sparse.pt"):  # ESPnet loads dense state dicts only
+            dense = Path(tmp) / "model.dense.pth"
+            torch.save(load_sparse(model), dense)
+            model = dense
+        net, _ = pinch_asr.PinchASRTask.build_model_from_file(config, model, "cpu")
+    return macs_per_second(net, seconds)
+
+
+def main(cmd: Optional[list] = None) -> dict:
+    from espnet_pinch.utils.atomic import write_json
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="ESPnet config.yaml of the experiment")
+    p.add_argument("--model", required=True, help="model.pth or *.sparse.pt")
+    p.add_argument("--seconds", type=float, default=1.0, help="reference audio duration")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    args = p.parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = model_macs_from_files(args.config, args.model, args.seconds)
+    write_json(args.out, result)
+    logging.info("%s: %.4g MACs/s (%.4g dense-exec) at %.1f s -> %s", args.model,
+                 result["macs_per_second"], result["macs_dense_exec_per_second"], args.seconds,
+                 args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

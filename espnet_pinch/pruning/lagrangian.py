@@ -1,0 +1,31 @@
+"""The sparsity term every method with a size target shares (SPG, NAS-CP; HJ-Pruning next).
+
+Augmented Lagrangian with a fixed quadratic weight:
+  L = lambda1 * gap + penalty * gap^2,   gap = s - s*(k)
+where s is the method's (differentiable) sparsity and s*(k) the target at step k (linear
+warm-up). lambda1 is a buffer updated by dual ascent, lambda1 += dual_lr * gap, after each
+training step: it integrates the gap until its pull balances the task loss. Why the fixed
+quadratic weight: see the SPG module docstring.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int) -> float:
+    """s*(k): linear ramp from 0 to ``target`` over ``warmup_steps`` (none if 0)."""
+    if warmup_steps == 0:
+        return target
+    return target * min(1.0, float(step) / warmup_steps)
+
+
+def sparsity_term(gap: torch.Tensor, lambda1: torch.Tensor, step: torch.Tensor, penalty: float,
+                  dual_lr: float, update: bool) -> torch.Tensor:
+    """The loss term; with ``update`` also the dual-ascent step of lambda1 and ``step += 1``."""
+    # lambda1 enters as a constant of this step (cloned: it is updated in place below).
+    term = lambda1.clone() * gap + penalty * gap ** 2
+    if update:
+        with torch.no_grad():
+            lambda1.add_(dual_lr * gap.detach())
+            step.add_(1)
+    return term

@@ -1,0 +1,176 @@
+"""NAS-CP: NAS-based channel-wise pruning (the channel-search baseline of the SPG paper).
+
+Search space: for every unit group (``compaction.units``: conv channels, attention heads, FFN
+units) a fixed list of candidate widths, chosen before the search as fractions of the group's
+units (``width_fractions``, default 25/50/75/100 %). Candidate j keeps the k_j units of largest
+magnitude (``units.ranked_units``, re-ranked every step as the weights train).
+
+Search (one ESPnet training run): each group has architecture logits alpha_g (one per
+candidate, the method's only extra parameters). Every training forward draws Gumbel-softmax
+weights y_g = softmax((alpha_g + G) / T) and masks the group's units with
+  m_g = sum_j y_gj * 1[unit among the top k_j]
+(a soft, monotone mask: the highest-ranked units are kept by every candidate). Evaluation
+forwards (validation) use the argmax candidate, i.e. the architecture that would be kept.
+Size term: the expected sparsity under p_g = softmax(alpha_g) is exact for independent groups
+(``structured.StructuredPruner``), and the loss adds lambda1 * gap + penalty * gap^2 with
+gap = E[s] - target, lambda1 by dual ascent (``pruning/lagrangian.py``, shared with SPG). T anneals geometrically from
+``tau_start`` to ``tau_end`` over ``tau_steps`` training steps.
+
+Then (``finalize``): the argmax candidate of each group is kept; if that misses the target by more
+than ``finalize_tolerance``, groups are moved one candidate at a time (smaller while under the
+target, larger while over), always the move that costs the least log-probability, so the
+search's preferences decide. ``bin.finalize`` removes the channels physically and the recipe
+fine-tunes the compact model (our choices: the paper gives no schedule).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Sequence, Tuple
+
+import torch
+
+from espnet_pinch.compaction.units import KINDS
+from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
+from espnet_pinch.pruning.structured import StructuredPruner
+
+
+class NASCPPruner(StructuredPruner):
+    """Args (``pruner_conf``):
+        target_sparsity: fraction of the prunable weights to remove, in [0, 1).
+        width_fractions: candidate widths as fractions of each group's units, in (0, 1].
+        units: which unit kinds to search: conv, heads, ffn.
+        tau_start, tau_end, tau_steps: Gumbel-softmax temperature schedule.
+        arch_lr_scale: learning-rate multiplier of the architecture logits (> 0).
+        warmup_steps: steps over which the target ramps up linearly from 0.
+        dual_lr, penalty: the size term (as in SPG).
+        finalize_tolerance: largest |sparsity - target| that finalize leaves as it is.
+        finetune_epochs: epochs of fine-tuning the compact model after the search (the recipe
+            reads it; the search itself runs for the config's max_epoch).
+    """
+
+    def __init__(
+        self,
+        prunable: "OrderedDict[str, torch.nn.Module]",
+        ssl_model: torch.nn.Module,
+        target_sparsity: float = 0.5,
+        width_fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+        units: Sequence[str] = KINDS,
+        tau_start: float = 1.0,
+        tau_end: float = 0.1,
+        tau_steps: int = 1000,
+        arch_lr_scale: float = 20.0,
+        warmup_steps: int = 0,
+        dual_lr: float = 0.5,
+        penalty: float = 50.0,
+        finalize_tolerance: float = 0.01,
+        finetune_epochs: int = 1,
+    ):
+        fr = [float(f) for f in width_fractions]
+        if not fr or any(not 0 < f <= 1 for f in fr):
+            raise ValueError(f"pruner_conf.width_fractions must be in (0, 1], got {width_fractions!r}")
+        if not (tau_start > 0 and tau_end > 0 and tau_steps >= 0):
+            raise ValueError("pruner_conf: tau_start, tau_end must be > 0 and tau_steps >= 0")
+        if not arch_lr_scale > 0 or not dual_lr > 0 or penalty < 0 or warmup_steps < 0:
+            raise ValueError("pruner_conf: arch_lr_scale, dual_lr > 0; penalty, warmup_steps >= 0")
+        if finetune_epochs < 0:
+            raise ValueError(f"pruner_conf.finetune_epochs must be >= 0, got {finetune_epochs!r}")
+        super().__init__(prunable, ssl_model, target_sparsity, units)
+        self.tau = (float(tau_start), float(tau_end), int(tau_steps))
+        self.arch_lr_scale = float(arch_lr_scale)
+        self.warmup_steps, self.dual_lr, self.penalty = int(warmup_steps), float(dual_lr), float(penalty)
+        self.finalize_tolerance = float(finalize_tolerance)
+        self.finetune_epochs = int(finetune_epochs)
+        # Candidate widths per group (distinct, increasing; conv keeps at least one channel).
+        self.candidates: Dict[str, list] = {}
+        for name, g in self.groups.items():
+            lo = 1 if g.kind == "conv" else 0
+            ks = sorted({min(g.num_units, max(lo, round(f * g.num_units))) for f in fr})
+            self.candidates[name] = ks
+        self.alpha = torch.nn.ParameterDict({
+            self._key(n): torch.nn.Parameter(torch.zeros(len(ks))) for n, ks in self.candidates.items()})
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("lambda1", torch.zeros(()))
+        self._expected = None
+        self.attach()
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "_")
+
+    def logits(self, name: str) -> torch.Tensor:
+        return self.alpha[self._key(name)] * self.arch_lr_scale
+
+    def temperature(self) -> float:
+        t0, t1, n = self.tau
+        frac = min(1.0, float(self.step) / n) if n else 1.0
+        return t0 * (t1 / t0) ** frac
+
+    def chosen_widths(self) -> Dict[str, int]:
+        """Argmax candidate per group; ties go to the wider one (all widths start tied)."""
+        out = {}
+        for n, ks in self.candidates.items():
+            logit = self.logits(n)
+            out[n] = ks[len(ks) - 1 - int(logit.flip(0).argmax())]
+        return out
+
+    # -- forward --------------------------------------------------------------------------
+    def before_forward(self) -> None:
+        if not self.training:
+            self.set_hard_widths(self.chosen_widths())
+            self._expected = None
+            return
+        tau, expected = self.temperature(), {}
+        for name, ks in self.candidates.items():
+            logit = self.logits(name)
+            y = torch.nn.functional.gumbel_softmax(logit, tau=tau, hard=False)
+            masks = torch.stack([self.keep_mask(name, k) for k in ks]).to(y)
+            cm = self.column_mask(name)
+            cm.soft = y @ masks
+            expected[name] = torch.softmax(logit, 0) @ torch.tensor(ks, dtype=y.dtype, device=y.device)
+        self._expected = expected
+
+    def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        chosen = float(self.sparsity_of(self.chosen_widths()))
+        if self._expected is None:  # evaluation: report only
+            zero = self.lambda1.new_zeros(())
+            return zero, {"sparsity": torch.tensor(chosen), "loss_sparsity": zero}
+        s = self.sparsity_of(self._expected)
+        target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
+        term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
+                             update=torch.is_grad_enabled())
+        for name in self.candidates:  # each forward's soft masks are used once
+            self.column_mask(name).soft = None
+        self._expected = None
+        stats = {"loss_sparsity": term.detach(), "sparsity": torch.tensor(chosen),
+                 "expected_sparsity": s.detach(), "target_sparsity": torch.tensor(target),
+                 "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
+        return term, stats
+
+    # -- finalize -------------------------------------------------------------------------
+    @torch.no_grad()
+    def before_finalize(self, widths: Dict[str, int]) -> Dict[str, int]:
+        idx = {n: self.candidates[n].index(w) for n, w in widths.items()}
+        logp = {n: torch.log_softmax(self.logits(n), 0) for n in self.candidates}
+        tol, target = self.finalize_tolerance, self.target_sparsity
+
+        def s_of(i):
+            return float(self.sparsity_of({n: self.candidates[n][j] for n, j in i.items()}))
+
+        while True:
+            gap = s_of(idx) - target
+            if abs(gap) <= tol:
+                break
+            step = -1 if gap < 0 else 1  # smaller widths raise the sparsity
+            moves = [(float(logp[n][j + step] - logp[n][j]), n) for n, j in idx.items()
+                     if 0 <= j + step < len(self.candidates[n])]
+            if not moves:
+                break
+            nxt = dict(idx)
+            nxt[max(moves)[1]] += step
+            new_gap = s_of(nxt) - target
+            if new_gap * gap < 0:  # crossed the target: keep whichever side is closer
+                if abs(new_gap) < abs(gap):
+                    idx = nxt
+                break
+            idx = nxt
+        return {n: self.candidates[n][j] for n, j in idx.items()}

@@ -1,0 +1,118 @@
+"""NAS-CP: search space, Gumbel-softmax search with the size term, valid widths, compact export."""
+import shutil
+
+import pytest
+import soundfile
+import torch
+import yaml
+
+from espnet_pinch.tasks.asr import PinchASRTask
+from tests.pruning.test_spg_espnet import batch, build_args
+
+
+def nascp_model(ckpt, tmp_path, **conf):
+    conf = {"target_sparsity": 0.5, "tau_steps": 20, **conf}
+    return PinchASRTask.build_model(build_args(ckpt, tmp_path, pruner="nascp", pruner_conf=conf))
+
+
+def test_candidates_and_extra_params(tiny_ckpt, tmp_path):
+    model = nascp_model(tiny_ckpt, tmp_path, width_fractions=[0.25, 0.5, 1.0])
+    p = model.pruner
+    assert p.candidates["layers.0.ffn"] == [16, 32, 64]
+    assert p.candidates["layers.0.heads"] == [0, 1, 2]   # 2 heads: 25 % rounds to none
+    assert p.candidates["conv.0"] == [4, 8, 16]
+    # one architecture logit per candidate: the method's only parameters
+    assert p.num_extra_params() == sum(len(c) for c in p.candidates.values())
+    assert p.sparsity_of(p.full_widths()) == 0.0
+    assert p.chosen_widths() == p.full_widths()  # tied logits at the start: full width
+
+
+def test_size_term_pulls_the_expected_sparsity_to_the_target(tiny_ckpt, tmp_path):
+    torch.manual_seed(0)
+    model = nascp_model(tiny_ckpt, tmp_path, target_sparsity=0.6, penalty=1000.0, dual_lr=5.0)
+    opt = torch.optim.Adam(model.pruner.parameters(), lr=0.05)
+    model.train()
+    b = batch()
+    first = None
+    for _ in range(25):
+        loss, stats, _ = model(**b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(stats["expected_sparsity"])
+    assert abs(float(stats["expected_sparsity"]) - 0.6) < abs(first - 0.6)
+    assert abs(float(stats["expected_sparsity"]) - 0.6) < 0.05
+    assert model.pruner.lambda1.item() != 0.0
+
+
+def test_eval_forward_uses_the_argmax_architecture(tiny_ckpt, tmp_path):
+    model = nascp_model(tiny_ckpt, tmp_path)
+    with torch.no_grad():
+        model.pruner.alpha["layers_0_ffn"].copy_(torch.tensor([1.0, 0, 0, 0]))  # 25 %
+    model.eval()
+    model.pruner.before_forward()
+    m = model.pruner.column_mask("layers.0.ffn").mask
+    assert int(m.sum()) == 16 and model.pruner.chosen_widths()["layers.0.ffn"] == 16
+
+
+@pytest.mark.parametrize("target", [0.3, 0.6])
+def test_finalize_selects_valid_widths_and_exports_a_compact_model(tiny_ckpt, tmp_path, target):
+    from espnet_pinch.bin.finalize import finalize
+
+    own_ckpt = tmp_path / "upstream.pt"  # deleted below: the export must not need it
+    shutil.copy(tiny_ckpt, own_ckpt)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    args = build_args(own_ckpt, exp, pruner="nascp",
+                      pruner_conf={"target_sparsity": target, "finalize_tolerance": 0.02})
+    model = PinchASRTask.build_model(args)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+        for a in model.pruner.alpha.values():  # a search that ended preferring random widths
+            a.copy_(torch.randn_like(a))
+    torch.save(model.state_dict(), exp / "model.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    summary = finalize(exp, "model.pth", exp / "final")
+
+    cands = model.pruner.candidates
+    assert all(summary["widths"][n] in cands[n] for n in cands)
+    # within the tolerance, or as close as the tiny model's coarse candidate steps allow
+    assert abs(summary["sparsity"] - target) <= 0.05
+    assert summary["compact_max_abs_diff"] < 1e-4
+    arch = yaml.safe_load((exp / "final/pruned_arch.yaml").read_text())
+    assert arch["ffn_dims"] == [summary["widths"]["layers.0.ffn"], summary["widths"]["layers.1.ffn"]]
+
+    # Stand-alone: no original checkpoint, no masks; the compact model has the chosen widths.
+    own_ckpt.unlink()
+    net, _ = PinchASRTask.build_model_from_file(exp / "final/config.yaml", exp / "final/model.pth", "cpu")
+    ssl = net.frontend.ssl_model
+    assert [l.fc1.out_features for l in ssl.encoder.layers] == arch["ffn_dims"]
+    assert [l.self_attn.num_heads for l in ssl.encoder.layers] == arch["attention_heads"]
+    dense_params = summary["params_total_dense"]
+    assert sum(p.numel() for p in net.parameters()) < dense_params
+    assert not any("parametrizations" in k for k in net.state_dict())
+
+
+def test_compact_model_decodes_through_the_inference_entry_point(tiny_ckpt, tmp_path):
+    from espnet_pinch.bin import asr_inference
+    from espnet_pinch.bin.finalize import finalize
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    args = build_args(tiny_ckpt, exp, pruner="nascp", pruner_conf={"target_sparsity": 0.5})
+    args.token_type = "char"  # the tiny token list has no sentencepiece model
+    model = PinchASRTask.build_model(args)
+    torch.save(model.state_dict(), exp / "model.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    finalize(exp, "model.pth", exp / "final")
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, torch.randn(8000).numpy() * 0.1, 16000)
+    (tmp_path / "wav.scp").write_text(f"utt1 {wav}\n")
+    asr_inference.main([
+        "--asr_train_config", str(exp / "final/config.yaml"),
+        "--asr_model_file", str(exp / "final/model.pth"),
+        "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+        "--output_dir", str(tmp_path / "dec"), "--ctc_weight", "1.0", "--beam_size", "2",
+        "--batch_size", "1", "--lm_weight", "0.0"])
+    assert (tmp_path / "dec/1best_recog/text").read_text().startswith("utt1")
