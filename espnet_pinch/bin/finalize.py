@@ -8,6 +8,7 @@ pruner's ``finalize()``, and writes ``<out>/``:
                      (``compaction.compact_``); its config.yaml carries the explicit
                      architecture (``frontend_conf.pruned_arch``, also in pruned_arch.yaml) and the
                      upstream's size config, so it loads with no masks and no original checkpoint
+  macs.json          MACs per second of audio of the exported model (``profiling.macs``)
   pruning.json       achieved sparsity (overall, per layer), thresholds or widths, bytes on disk,
                      and for structured methods the largest |masked - compact| output difference
                      on one random second of audio (``compact_max_abs_diff``)
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from espnet_pinch.profiling.macs import macs_per_second
 from espnet_pinch.pruning.layers import weight_key
 from espnet_pinch.pruning.sparse import save_sparse
 from espnet_pinch.tasks.asr import PinchASRTask
@@ -87,6 +89,8 @@ def finalize(exp: Path, model: str, out: Path) -> dict:
         summary.update({"arch": arch, "compact_max_abs_diff": diff,
                         "finetune_epochs": finetune_epochs, **counts})
         logging.info("compacted to %s; max |masked - compact| on 1 s of noise: %.3g", arch, diff)
+    macs = macs_per_second(net)
+    summary["macs_per_second"] = macs["macs_per_second"]
     state = net.state_dict()
     keys = [weight_key(n) for n in summary["gated_layers"]]
     buf = io.BytesIO()
@@ -99,6 +103,7 @@ def finalize(exp: Path, model: str, out: Path) -> dict:
         else:
             stored = save_sparse(state, keys, tmp / "model.sparse.pt")
         write_yaml(tmp / "config.yaml", cfg)
+        write_json(tmp / "macs.json", macs)
         summary.update({"prunable_keys": keys, "bytes_sparse": stored,
                         "bytes_dense": buf.getbuffer().nbytes, "source_model": str(exp / model)})
         write_json(tmp / "pruning.json", summary)

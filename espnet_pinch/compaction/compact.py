@@ -3,8 +3,9 @@
 ``compact_(model, keep)`` takes, per unit group (``compaction.units``), the unit indices to keep
 and replaces the producer rows, consumer columns and per-channel norm entries with smaller
 tensors: Conv1d / Linear / GroupNorm modules get new sizes, an attention module gets fewer heads
-(S3PRL's attention then runs its general path, ``skip_embed_dim_check``, as after its own head
-pruning). The residual width never changes, so nothing outside the groups is touched.
+(S3PRL's attention cannot take its fused path with fewer heads than the residual width, and its
+general path is several times slower on the CPU; a compacted attention module therefore runs
+``_pruned_heads_forward``: the same projections and ``scaled_dot_product_attention``). The residual width never changes, so nothing outside the groups is touched.
 
 ``apply_architecture_(model, arch)`` gives a freshly built (random-weight) model the shapes of
 an explicit architecture (``units.architecture``), so that a compacted model's state dict loads
@@ -72,6 +73,31 @@ def compact_group_(group: UnitGroup, keep: Sequence[int]) -> None:
         att.skip_embed_dim_check = True
         if len(keep) == 0:  # S3PRL's attention cannot reshape zero heads: output = out_proj bias
             att.forward = _no_heads_forward.__get__(att)
+        else:
+            att.forward = _pruned_heads_forward.__get__(att)
+
+
+def _pruned_heads_forward(self, query, key=None, value=None, key_padding_mask=None,
+                          incremental_state=None, need_weights=False, static_kv=False,
+                          attn_mask=None, before_softmax=False, need_head_weights=False):
+    """Self-attention with ``num_heads`` heads of ``head_dim`` on a wider residual stream."""
+    if (need_weights or need_head_weights or attn_mask is not None or incremental_state is not None
+            or before_softmax or static_kv or not self.self_attention):
+        return type(self).forward(self, query, key, value, key_padding_mask, incremental_state,
+                                  need_weights, static_kv, attn_mask, before_softmax,
+                                  need_head_weights)
+    t, b, _ = query.shape
+
+    def heads(x):  # (T, B, H*dh) -> (B, H, T, dh)
+        return x.view(t, b, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+    mask = None
+    if key_padding_mask is not None:  # True = padding in S3PRL; True = attend in SDPA
+        mask = ~key_padding_mask.to(torch.bool)[:, None, None, :]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        heads(self.q_proj(query)), heads(self.k_proj(query)), heads(self.v_proj(query)),
+        attn_mask=mask, dropout_p=self.dropout_module.p if self.training else 0.0)
+    return self.out_proj(out.permute(2, 0, 1, 3).reshape(t, b, self.num_heads * self.head_dim)), None
 
 
 def _no_heads_forward(self, query, key=None, value=None, *args, **kwargs):

@@ -26,6 +26,7 @@ Usage: python -m espnet_pinch.profiling.macs --config exp/x/config.yaml --model 
 from __future__ import annotations
 
 import argparse
+import math
 import logging
 import tempfile
 from pathlib import Path
@@ -47,6 +48,50 @@ def _is_mha(module: torch.nn.Module) -> bool:
     return type(module).__name__ == "MultiheadAttention" and hasattr(module, "q_proj")
 
 
+def trace_positions(module: torch.nn.Module, forward_fn: Callable[[], object]) -> Dict[str, tuple]:
+    """The shapes MACs are linear in, from one run of ``forward_fn()``: per layer name,
+    ``("layer", positions)`` for a Conv/Linear outside attention modules (output positions, batch
+    included) and ``("attention", t_q, t_k, batch)`` for an attention module (each module runs
+    once per forward in wav2vec2/HuBERT). ``count_macs`` prices these shapes with the layers'
+    weights; structured pruners build a differentiable MACs model from them."""
+    out: Dict[str, tuple] = {}
+    handles, inside_mha = [], set()
+
+    def layer_hook(name, channel_dim):
+        def hook(mod, inputs, o):
+            shape = list(o.shape)
+            shape.pop(channel_dim)
+            out[name] = ("layer", math.prod(shape))
+        return hook
+
+    def mha_hook(name):
+        def hook(mod, args, kwargs, o):
+            query = args[0] if args else kwargs["query"]
+            key = args[1] if len(args) > 1 else kwargs.get("key")
+            t_k = query.shape[0] if key is None or mod.self_attention else key.shape[0]
+            out[name] = ("attention", query.shape[0], t_k, query.shape[1])
+        return hook
+
+    for name, mod in module.named_modules():
+        if _is_mha(mod):
+            inside_mha.update(id(m) for m in mod.modules())
+            handles.append(mod.register_forward_hook(mha_hook(name), with_kwargs=True))
+    for name, mod in module.named_modules():
+        if id(mod) in inside_mha:
+            continue
+        if isinstance(mod, torch.nn.modules.conv._ConvNd):
+            handles.append(mod.register_forward_hook(layer_hook(name, 1)))
+        elif isinstance(mod, torch.nn.Linear):
+            handles.append(mod.register_forward_hook(layer_hook(name, -1)))
+    try:
+        with torch.no_grad():
+            forward_fn()
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 def count_macs(
     module: torch.nn.Module, forward_fn: Callable[[], object], count_nonzero: bool = True
 ) -> Dict[str, object]:
@@ -58,56 +103,27 @@ def count_macs(
     """
     nnz = dict.fromkeys(CATEGORIES, 0)
     dense = dict.fromkeys(CATEGORIES, 0)
+    modules = dict(module.named_modules())
 
     def add(cat: str, positions: int, layer: torch.nn.Module) -> None:
         n, d = _weights(layer)
         nnz[cat] += positions * (n if count_nonzero else d)
         dense[cat] += positions * d
 
-    def conv_hook(name):
-        cat = "pos_conv" if "pos_conv" in name else "conv"
-
-        def hook(mod, inputs, out):  # out: (B, C_out, *spatial)
-            add(cat, out.numel() // out.shape[1], mod)
-        return hook
-
-    def linear_hook(name):
-        cat = "ffn" if name.rsplit(".", 1)[-1] in ("fc1", "fc2") else "other_linear"
-
-        def hook(mod, inputs, out):  # out: (..., d_out)
-            add(cat, out.numel() // out.shape[-1], mod)
-        return hook
-
-    def mha_hook(mod, args, kwargs, out):
-        query = args[0] if args else kwargs["query"]  # (T_q, B, C)
-        key = args[1] if len(args) > 1 else kwargs.get("key")
-        t_q, bsz = query.shape[:2]
-        t_k = t_q if key is None or mod.self_attention else key.shape[0]
-        for proj, t in ((mod.q_proj, t_q), (mod.k_proj, t_k), (mod.v_proj, t_k),
-                        (mod.out_proj, t_q)):
-            add("attention_proj", bsz * t, proj)
-        scores = 2 * bsz * t_q * t_k * mod.num_heads * mod.head_dim
-        nnz["attention_scores"] += scores
-        dense["attention_scores"] += scores
-
-    handles, inside_mha = [], set()
-    for name, mod in module.named_modules():
-        if _is_mha(mod):
-            inside_mha.update(id(m) for m in mod.modules())
-            handles.append(mod.register_forward_hook(mha_hook, with_kwargs=True))
-    for name, mod in module.named_modules():
-        if id(mod) in inside_mha:
-            continue
-        if isinstance(mod, torch.nn.modules.conv._ConvNd):
-            handles.append(mod.register_forward_hook(conv_hook(name)))
-        elif isinstance(mod, torch.nn.Linear):
-            handles.append(mod.register_forward_hook(linear_hook(name)))
-    try:
-        with torch.no_grad():
-            forward_fn()
-    finally:
-        for h in handles:
-            h.remove()
+    for name, shape in trace_positions(module, forward_fn).items():
+        mod = modules[name]
+        if shape[0] == "attention":
+            _, t_q, t_k, bsz = shape
+            for proj, t in ((mod.q_proj, t_q), (mod.k_proj, t_k), (mod.v_proj, t_k),
+                            (mod.out_proj, t_q)):
+                add("attention_proj", bsz * t, proj)
+            scores = 2 * bsz * t_q * t_k * mod.num_heads * mod.head_dim
+            nnz["attention_scores"] += scores
+            dense["attention_scores"] += scores
+        elif isinstance(mod, torch.nn.modules.conv._ConvNd):
+            add("pos_conv" if "pos_conv" in name else "conv", shape[1], mod)
+        else:
+            add("ffn" if name.rsplit(".", 1)[-1] in ("fc1", "fc2") else "other_linear", shape[1], mod)
     return {"macs": sum(nnz.values()), "macs_dense_exec": sum(dense.values()),
             "breakdown": nnz, "breakdown_dense_exec": dense}
 

@@ -4,6 +4,7 @@ Adding a method: write its module here and add one line to ``PRUNERS``; the ESPn
 selects it with ``pruner: <name>`` and ``pruner_conf: {...}``.
 """
 from espnet_pinch.pruning.abs_pruner import AbsPruner
+from espnet_pinch.pruning.hj import HJPruner
 from espnet_pinch.pruning.nascp import NASCPPruner
 from espnet_pinch.pruning.spg import SPGPruner
 from espnet_pinch.pruning.ump import UMPPruner
@@ -12,6 +13,7 @@ PRUNERS = {
     "spg": SPGPruner,
     "ump": UMPPruner,
     "nascp": NASCPPruner,
+    "hj": HJPruner,
 }
 
 __all__ = ["AbsPruner", "PRUNERS"]

@@ -15,7 +15,7 @@ weights, so methods compare on one axis.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch.nn.utils import parametrize
@@ -41,6 +41,9 @@ class StructuredPruner(AbsPruner):
         # Size model: for each prunable weight, (out group, in group, numel per row x col).
         by_producer = {id(p): g for g in self.groups.values() for p in g.producers}
         by_consumer = {id(g.consumer): g for g in self.groups.values()}
+        self.__dict__["_maps"] = (by_producer, by_consumer)
+        self.__dict__["ssl_model"] = ssl_model
+        self.__dict__["macs_terms"] = None
         self.__dict__["size_terms"] = []
         for name, layer in self.layers.items():
             w = layer.weight
@@ -72,17 +75,25 @@ class StructuredPruner(AbsPruner):
             cm.mask = self.keep_mask(name, w).to(cm.mask.device)
 
     # -- size ------------------------------------------------------------------------------
-    def remaining_params(self, widths: Dict[str, object]):
-        """Prunable weights left for group widths (ints, or expected widths as tensors)."""
+    PARTS = {"cnn": "feature_extractor.", "transformer": "encoder."}
+
+    def _terms(self, part: Optional[str]):
+        prefix = self.PARTS[part] if part else ""
+        return [t for t in self.size_terms if t[0].startswith(prefix)]
+
+    def remaining_params(self, widths: Dict[str, object], part: Optional[str] = None):
+        """Prunable weights left for group widths (ints, or expected widths as tensors), of the
+        whole prunable set or of one ``part`` (cnn: the conv layers; transformer: its layers)."""
         total = 0
-        for _, g_out, g_in, rows, cols, k in self.size_terms:
+        for _, g_out, g_in, rows, cols, k in self._terms(part):
             r = widths[g_out.name] * g_out.unit_size if g_out is not None else rows
             c = widths[g_in.name] * g_in.unit_size if g_in is not None else cols
             total = total + r * c * k
         return total
 
-    def sparsity_of(self, widths: Dict[str, object]):
-        return 1.0 - self.remaining_params(widths) / self.total_params
+    def sparsity_of(self, widths: Dict[str, object], part: Optional[str] = None):
+        dense = self.total_params if part is None else sum(r * c * k for _, _, _, r, c, k in self._terms(part))
+        return 1.0 - self.remaining_params(widths, part) / dense
 
     def per_layer_sparsity(self, widths: Dict[str, int]) -> "OrderedDict[str, float]":
         out = OrderedDict()
@@ -91,6 +102,56 @@ class StructuredPruner(AbsPruner):
             c = widths[g_in.name] * g_in.unit_size if g_in is not None else cols
             out[name] = 1.0 - (r * c) / (rows * cols)
         return out
+
+    # -- MACs ------------------------------------------------------------------------------
+    def build_macs_model(self, seconds: float = 1.0) -> None:
+        """Trace one forward of ``seconds`` of audio through the SSL model (shapes only) so that
+        ``macs_of`` gives its MACs for any widths, differentiably; counted as in
+        ``profiling.macs`` (one MAC per weight per output position, attention matmuls)."""
+        from espnet_pinch.profiling.macs import trace_positions
+
+        model = self.ssl_model
+        wav = torch.randn(1, int(16000 * seconds), generator=torch.Generator().manual_seed(0))
+        was_training = model.training
+        model.eval()
+        try:
+            trace = trace_positions(model, lambda: model.extract_features(
+                wav.to(next(model.parameters()).device), padding_mask=None, mask=False))
+        finally:
+            model.train(was_training)
+        by_producer, by_consumer = self._maps
+        by_owner = {id(g.owner): g for g in self.groups.values() if g.owner is not None}
+        modules = dict(model.named_modules())
+        terms = []
+        for name, t in trace.items():
+            m = modules[name]
+            if t[0] == "layer":
+                w = m.weight
+                terms.append(("layer", t[1], by_producer.get(id(m)), by_consumer.get(id(m)),
+                              w.shape[0], w.shape[1], w[0, 0].numel()))
+            else:
+                _, t_q, t_k, b = t
+                terms.append(("attention", t_q, t_k, b, by_owner.get(id(m)), m.num_heads,
+                              m.head_dim, m.q_proj.in_features))
+        self.__dict__["macs_terms"] = terms
+        self.dense_macs = float(self.macs_of(self.full_widths()))
+        self.macs_seconds = seconds
+
+    def macs_of(self, widths: Dict[str, object]):
+        if self.macs_terms is None:
+            self.build_macs_model()
+        total = 0
+        for term in self.macs_terms:
+            if term[0] == "layer":
+                _, pos, g_out, g_in, rows, cols, k = term
+                r = widths[g_out.name] * g_out.unit_size if g_out is not None else rows
+                c = widths[g_in.name] * g_in.unit_size if g_in is not None else cols
+                total = total + pos * r * c * k
+            else:
+                _, t_q, t_k, b, g, heads, dh, d = term
+                hd = (widths[g.name] if g is not None else heads) * dh
+                total = total + (2 * t_q + 2 * t_k) * b * d * hd + 2 * b * t_q * t_k * hd
+        return total
 
     def full_widths(self) -> Dict[str, int]:
         return {n: g.num_units for n, g in self.groups.items()}
@@ -110,10 +171,14 @@ class StructuredPruner(AbsPruner):
 
     @torch.no_grad()
     def finalize(self) -> Dict[str, object]:
+        """Keep the ``widths`` units of largest magnitude per group (masks 0/1)."""
         widths = self.before_finalize(self.chosen_widths())
         self.set_hard_widths(widths)
-        keep: Dict[str, List[int]] = {
-            n: sorted(ranked_units(g)[: widths[n]].tolist()) for n, g in self.groups.items()}
+        keep = {n: sorted(ranked_units(g)[: widths[n]].tolist()) for n, g in self.groups.items()}
+        return self._finalize_with(widths, keep)
+
+    def _finalize_with(self, widths: Dict[str, int], keep: Dict[str, List[int]]) -> Dict[str, object]:
+        """Bake the current column masks into the consumers' weights, remove them, summarise."""
         extra_params = self.num_extra_params()
         for g in self.groups.values():
             parametrize.remove_parametrizations(g.consumer, "weight", leave_parametrized=True)

@@ -188,10 +188,26 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
             round(sum(r["decode_seconds"] for r in rtfs) / sum(r["audio_seconds"] for r in rtfs), 4)
             if rtfs else None
         )
+        row["decode_seconds"] = round(sum(r["decode_seconds"] for r in rtfs), 2) if rtfs else None
         rows.append(row)
         exps.append(exp)
     significance_vs_dense(rows, exps, test_sets)
+    speedups_vs_dense(rows)
     return sorted(rows, key=_order)
+
+
+def speedups_vs_dense(rows: list[dict]) -> None:
+    """For every physically compacted model: ``speedup_measured`` = CPU decode seconds of the
+    dense model / of this one (same sets, same run) and ``speedup_ideal`` = dense MACs / its MACs."""
+    dense = next((r for r in rows if r["method"] == "dense"), None)
+    for r in rows:
+        r["speedup_measured"] = r["speedup_ideal"] = None
+        if dense is None or not r.get("arch"):
+            continue
+        if dense.get("decode_seconds") and r.get("decode_seconds"):
+            r["speedup_measured"] = round(dense["decode_seconds"] / r["decode_seconds"], 3)
+        if dense.get("macs_per_second") and r.get("macs_per_second"):
+            r["speedup_ideal"] = round(dense["macs_per_second"] / r["macs_per_second"], 3)
 
 
 def _fmt(v, f: str = "{}") -> str:
@@ -201,31 +217,39 @@ def _fmt(v, f: str = "{}") -> str:
 def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None) -> str:
     """RESULTS.md: the table of ``rows``, the per-layer sparsity table, and links to
     ``figures`` ({title: PNG file name next to the markdown})."""
-    head = ["tag", "method", "target", "sparsity", "model sparsity", "params", "nonzero"]
+    head = ["tag", "method", "target", "sparsity", "model sparsity", "params", "nonzero", "extra params"]
     head += [f"WER {s}" for s in test_sets] + [f"p vs dense {s}" for s in test_sets]
     head += [f"CER {s}" for s in test_sets]
-    head += ["train s", "compress s", "MB on disk", "MACs/s", "decode RTF"]
+    head += ["train s", "compress s", "MB on disk", "MACs/s", "decode RTF", "speedup meas. / ideal"]
     lines = ["# Results", "",
              "Written by the recipe's results stage from `exp/results.json`. WER/CER in %; "
              "sparsity = share of the dense model's prunable Linear/Conv weights that are zero or "
              "removed (model sparsity: over all parameters); train s = ESPnet epoch times "
              "(train + valid, every training run of the method); compress s = the whole "
              "compression (all training runs and finalize); MB on disk = the stored model file; "
-             "MACs/s = multiply-accumulates per second of audio (`espnet_pinch.profiling.macs`); "
-             "decode RTF = CPU decode seconds / audio seconds.", "",
+             "extra params = parameters the method trains besides the model's (thresholds, "
+             "architecture weights), not kept after finalize; "
+             "MACs/s = multiply-accumulates per second of audio (`espnet_pinch.profiling.macs`; "
+             "for fine-grained sparse models only the non-zero weights count, which sparse kernels "
+             "would need: dense CPU kernels still do the dense MACs); "
+             "decode RTF = CPU decode seconds / audio seconds (model loading, upstream, CTC beam "
+             "search); speedup meas. / ideal (physically smaller models only) = dense decode "
+             "seconds / this model's, in the same run, and dense MACs / this model's.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         sig = r.get("significance") or {}
         cells = [r["tag"], r["method"], _fmt(r.get("target_sparsity"), "{:.2f}"),
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
-                 f"{r['params_nonzero'] / 1e6:.2f} M"]
+                 f"{r['params_nonzero'] / 1e6:.2f} M", _fmt(r.get("extra_params"), "{:,}")]
         cells += [_fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
         cells += [_fmt((sig.get(s) or {}).get("p_value"), "{:.3f}") for s in test_sets]
         cells += [_fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
         macs = r.get("macs_per_second")
         cells += [_fmt(r.get("train_seconds"), "{:.0f}"), _fmt(r.get("compression_seconds"), "{:.0f}"),
                   f"{r['bytes_on_disk'] / 1e6:.2f}", _fmt(None if macs is None else macs / 1e6, "{:.1f} M"),
-                  _fmt(r.get("decode_rtf"), "{:.3f}")]
+                  _fmt(r.get("decode_rtf"), "{:.3f}"),
+                  "-" if r.get("speedup_ideal") is None
+                  else f"{_fmt(r.get('speedup_measured'), '{:.2f}')} / {r['speedup_ideal']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "p vs dense: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
               "the model's WER and the dense model's on the same utterances: "
@@ -242,6 +266,16 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         for n in dict.fromkeys(n for r in pruned for n in r["per_layer_sparsity"]):
             vals = [_fmt(r["per_layer_sparsity"].get(n), "{:.3f}") for r in pruned]
             lines.append(f"| {n} | " + " | ".join(vals) + " |")
+    structured = [r for r in rows if r.get("arch")]
+    if structured:
+        lines += ["", "## Pruned architectures", "",
+                  "Widths kept by the structured methods (the explicit config the compact model "
+                  "loads with: `final/pruned_arch.yaml`).", "",
+                  "| tag | conv channels | attention heads | FFN units |", "|---|---|---|---|"]
+        for r in structured:
+            a = r["arch"]
+            lines.append(f"| {r['tag']} | {a.get('conv_channels')} | {a.get('attention_heads')} "
+                         f"| {a.get('ffn_dims')} |")
     if figures:
         lines += ["", "## Figures"]
         for title, name in figures.items():

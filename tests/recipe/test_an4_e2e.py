@@ -1,12 +1,15 @@
-"""Every stage of the AN4 recipe on a small slice with the debug config (tiny upstream, 1 epoch).
+"""Every stage of the AN4 recipe on a small slice with the debug configs (tiny upstream, 1-2
+epochs): dense, then SPG, UMP, NAS-CP and HJ-Pruning (by MACs) compared in stage 9.
 
 Runs run.sh as a user would, with data/dump/exp dirs in a temp dir so a real run in the recipe
-dir is not touched. About a minute on 2 cores; most of it is ESPnet's import time per stage.
+dir is not touched. Several minutes on 2 cores; most of it is ESPnet's import time per step.
 """
 import json
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 
 from ..conftest import ROOT, TINY
@@ -23,7 +26,8 @@ def run_recipe(tmp: Path, an4: Path, *args: str) -> subprocess.CompletedProcess:
            "--speed_perturb", "1.0", "--upstream_config", str(TINY),
            "--asr_config", "conf/train_debug.yaml", "--asr_tag", "debug",
            "--retrain_dense", "true", "--nthreads", "2",
-           "--methods", "spg ump nascp", "--conf_suffix", "_debug", "--target_sparsities", "0.5",
+           "--methods", "spg ump nascp hj_macs@0.4", "--conf_suffix", "_debug",
+           "--target_sparsities", "0.5",
            *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
@@ -35,7 +39,7 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     for n in range(1, 10):
         assert f"Stage {n}:" in r.stdout, f"stage {n} did not log"
     rows = json.loads((tmp_path / "exp/results.json").read_text())
-    assert [r["tag"] for r in rows] == ["debug", "nascp_0.5", "spg_0.5", "ump_0.5"]
+    assert [r["tag"] for r in rows] == ["debug", "hj_macs_0.4", "nascp_0.5", "spg_0.5", "ump_0.5"]
     row = rows[0]
     assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
     assert row["method"] == "dense" and row["sparsity"] == 0.0
@@ -52,7 +56,7 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert "| debug | dense |" in md
 
     # SPG ran in one pass from the dense model and was finalized and stored sparse.
-    spg = rows[2]
+    spg = rows[3]
     assert spg["method"] == "spg" and spg["target_sparsity"] == 0.5
     assert ROW_KEYS | {"compression_seconds", "bytes_on_disk", "per_layer_sparsity"} <= set(spg)
     assert 0 < spg["sparsity"] < 1 and spg["params_nonzero"] < spg["params_total"]
@@ -72,21 +76,28 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert "p vs dense" in md
 
     # NAS-CP: searched, compacted (explicit architecture), fine-tuned as a smaller dense model.
-    nas = rows[1]
+    nas = rows[2]
     assert nas["model_path"].endswith("finetune/valid.cer_ctc.best.pth")
     assert nas["params_total"] < rows[0]["params_total"]
     assert 0.3 < nas["sparsity"] < 0.7
     assert nas["macs_per_second"] < rows[0]["macs_per_second"]
     assert (tmp_path / "exp/asr_nascp_0.5/final/pruned_arch.yaml").is_file()
     assert "1epoch results" in (tmp_path / "exp/asr_nascp_0.5/finetune/train.log").read_text()
+    # HJ-Pruning by MACs (its own target via method@target): compact, MACs cut by ~40 %
+    hj = rows[1]
+    assert hj["method"] == "hj_macs" and hj["target_sparsity"] == 0.4
+    assert hj["macs_per_second"] == pytest.approx(0.6 * rows[0]["macs_per_second"], rel=0.1)
+    for r in (hj, nas):
+        assert r["speedup_ideal"] > 1 and r["speedup_measured"] > 0
+    assert spg["speedup_ideal"] is None
     # UMP: every gated layer at the same sparsity
-    ump = rows[3]
+    ump = rows[4]
     assert max(ump["per_layer_sparsity"].values()) - min(ump["per_layer_sparsity"].values()) < 0.01
 
     # Re-running is safe: every stage is skipped by its marker, results are rewritten.
     r2 = run_recipe(tmp_path, an4)
     assert r2.returncode == 0, r2.stderr[-2000:]
-    assert r2.stdout.count("already done") == 5 + 3 * 4  # stages 1-5, stages 6-8 per model
+    assert r2.stdout.count("already done") == 5 + 3 * 5  # stages 1-5, stages 6-8 per model
     assert json.loads((tmp_path / "exp/results.json").read_text()) == rows
 
 

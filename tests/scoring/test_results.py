@@ -42,12 +42,13 @@ def test_markdown_table_has_a_row_per_model():
              "params_total": 2_200_000, "params_nonzero": 1_210_000, "wer": {"test": 25.0},
              "cer": {"test": 11.0}, "train_seconds": 1000, "compression_seconds": 1010,
              "bytes_on_disk": 5_000_000, "macs_per_second": None, "decode_rtf": 0.06,
+             "extra_params": 30,
              "significance": {"test": {"delta_wer": 5.0, "p_value": 0.0123, "ci95": [1, 9], "n_boot": 1000}}}]
     md = markdown(rows, ["test"])
-    assert ("| tag | method | target | sparsity | model sparsity | params | nonzero | WER test | "
+    assert ("| tag | method | target | sparsity | model sparsity | params | nonzero | extra params | WER test | "
             "p vs dense test | CER test | train s | compress s | MB on disk | MACs/s | decode RTF |") in md
-    assert "| dense | dense | 0.00 | 0.000 | 0.000 | 2.20 M | 2.20 M | 20.00 | - | 9.50 | 3600 | - | 8.80 | 12.3 M | 0.050 |" in md
-    assert "| spg_0.5 | spg | 0.50 | 0.500 | 0.450 | 2.20 M | 1.21 M | 25.00 | 0.012 | 11.00 | 1000 | 1010 | 5.00 | - | 0.060 |" in md
+    assert "| dense | dense | 0.00 | 0.000 | 0.000 | 2.20 M | 2.20 M | - | 20.00 | - | 9.50 | 3600 | - | 8.80 | 12.3 M | 0.050 |" in md
+    assert "| spg_0.5 | spg | 0.50 | 0.500 | 0.450 | 2.20 M | 1.21 M | 30 | 25.00 | 0.012 | 11.00 | 1000 | 1010 | 5.00 | - | 0.060 |" in md
     assert "paired bootstrap" in md and "1000 resamples" in md and "two-sided" in md
 
 
@@ -173,9 +174,21 @@ def test_report_compares_every_method_with_dense(tmp_path):
     assert "| p vs dense test |" in text and "| MACs/s |" in text
     assert "| dense | dense | 0.00 | 0.000 | 0.000 |" in text and "| 12.3 M |" in text
     dense_line = next(l for l in text.splitlines() if l.startswith("| dense |"))
-    assert dense_line.split(" | ")[8] == "-"  # p vs dense of dense itself
+    assert dense_line.split(" | ")[9] == "-"  # p vs dense of dense itself
     ump_line = next(l for l in text.splitlines() if l.startswith("| ump_0.5 |"))
-    assert ump_line.split(" | ")[8] == "1.000"
+    assert ump_line.split(" | ")[9] == "1.000"
     for png in ("wer_vs_sparsity.png", "per_layer_sparsity.png"):
         assert (tmp_path / png).stat().st_size > 0
         assert f"]({png})" in text
+
+
+def test_speedups_only_for_compact_models():
+    from espnet_pinch.scoring.results import speedups_vs_dense
+
+    rows = [{"method": "dense", "decode_seconds": 30.0, "macs_per_second": 100.0},
+            {"method": "spg", "decode_seconds": 29.0, "macs_per_second": 50.0},
+            {"method": "hj_size", "arch": {"ffn_dims": [1]}, "decode_seconds": 20.0,
+             "macs_per_second": 40.0}]
+    speedups_vs_dense(rows)
+    assert rows[1]["speedup_measured"] is None and rows[1]["speedup_ideal"] is None  # sparse: dense kernels
+    assert rows[2]["speedup_measured"] == 1.5 and rows[2]["speedup_ideal"] == 2.5

@@ -11,6 +11,7 @@
 #                      pruning methods: one pass from the dense model, then finalize -> final/;
 #                      structured methods (NAS-CP): search, compaction -> final/, then fine-tuning
 #                      of the compact model -> finetune/); MACs per second of audio -> macs.json
+#                      (for pruned models counted by finalize)
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json
 #   9 results          RESULTS.md and exp/results.json over every trained model
@@ -41,7 +42,8 @@ upstream_seed=0         # seed of the random starting upstream
 asr_config=conf/train_dense.yaml  # dense training config (frontend, model, optimiser)
 asr_tag=                # dense experiment name (default: from the config file name)
 asr_args=               # extra options for every trainer run, e.g. "--max_epoch 2"
-methods=                # pruning methods to compare with dense, e.g. "spg ump nascp" (conf/train_<method>.yaml)
+methods=                # pruning methods to compare with dense (conf/train_<method>.yaml), e.g.
+                        # "spg ump nascp hj_size@0.5": a method@t1,t2 entry has its own targets
 conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
 sweep=false             # true: use sweep_targets instead, for the full WER-vs-sparsity curve
@@ -68,10 +70,12 @@ token_dir=$data_dir/token_list/$token_type
 dense_exp=$exp_dir/asr_$asr_tag
 # Experiments of stages 6-8: "tag method target config".
 exps=("$asr_tag dense 0 $asr_config")
-for m in $methods; do
+for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
+  m=${spec%%@*}; targets=$target_sparsities
+  [ "$m" != "$spec" ] && targets=${spec#*@} && targets=${targets//,/ }
   c=conf/train_$m$conf_suffix.yaml
   [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
-  for t in $target_sparsities; do exps+=("${m}_$t $m $t $c"); done
+  for t in $targets; do exps+=("${m}_$t $m $t $c"); done
 done
 stats_dir=$exp_dir/asr_stats_$token_type
 [ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
@@ -182,6 +186,7 @@ train_pruned() {  # tag method target config
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
     || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
   local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
+  cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
   if [ "$ft_epochs" -gt 0 ]; then
     log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs -> $asr_exp/finetune"
     # shellcheck disable=SC2086
@@ -237,10 +242,12 @@ for e in "${exps[@]}"; do
     else
       train_dense "$tag" "$config"
     fi
-    read -r model_config model_file <<< "$(model_of "$tag" "$method")"
-    log "Stage 6: MACs per second of audio of $model_file -> $asr_exp/macs.json"
-    $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
-      --out "$asr_exp/macs.json" || { log "Stage 6 failed counting MACs of $model_file"; exit 1; }
+    if [ "$method" = dense ]; then  # a pruned model's MACs were counted by finalize
+      read -r model_config model_file <<< "$(model_of "$tag" "$method")"
+      log "Stage 6: MACs per second of audio of $model_file -> $asr_exp/macs.json"
+      $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
+        --out "$asr_exp/macs.json" || { log "Stage 6 failed counting MACs of $model_file"; exit 1; }
+    fi
     touch "$asr_exp/.done"
   fi
 

@@ -1,0 +1,281 @@
+"""HJ-Pruning: hard-concrete structured pruning of the CNN frontend and the Transformer
+(Peng, Kim, Wu, Sridhar, Watanabe, ICASSP 2023, arXiv 2302.14132).
+
+Units (``compaction.units``): output channels of the CNN's conv layers, attention heads, FFN
+intermediate units; with ``prune_layers`` also one gate per whole attention block and per whole
+FFN block (the block's units are multiplied by it). Every unit has a hard-concrete gate
+(Louizos et al., 2018) with parameter log_alpha, beta = 2/3, stretch (l, r) = (-0.1, 1.1):
+  training   u ~ U(0,1), s = sigmoid((log u - log(1-u) + log_alpha) / beta),
+             z = clamp(s * (r - l) + l, 0, 1)
+  P(z != 0)  = sigmoid(log_alpha - beta * log(-l / r))
+  evaluation deterministic: of each group the round(sum P(z != 0)) units with the largest
+             log_alpha are kept, with value sigmoid(log_alpha / beta * 0.8) (DPHuBERT's choice;
+             finalize bakes the values into the consumer weights, so the compact model equals it).
+The gate value scales the unit's consumer columns (``units.ColumnMask``), i.e. the unit's output.
+
+Targets, the paper's three variants (``target_on``):
+  separate  CNN and Transformer each hold their own target (``cnn_target``,
+            ``transformer_target``; default both ``target_sparsity``), one sparsity term each
+  size      one target on the size of all prunable weights
+  macs      one target on the MACs of the SSL model per second of audio
+              (``StructuredPruner.macs_of``: the same counting as ``profiling.macs``)
+Expected size and MACs are exact functions of the gates' P(z != 0) for independent groups.
+Sparsity term: lambda1 * gap + penalty * gap^2 with lambda1 by dual ascent and a linear warm-up
+of the target (``pruning/lagrangian.py``; the paper trains lambda2 by ascent too, we keep it
+fixed as in SPG, see there). Finalize: if the deterministic architecture misses the target by
+more than ``finalize_tolerance``, every group's kept count is scaled by one common factor (found
+by bisection) until it meets it: the split between layers that training learned is kept.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from espnet_pinch.compaction.units import KINDS
+from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
+from espnet_pinch.pruning.structured import StructuredPruner
+
+BETA, LEFT, RIGHT = 2.0 / 3.0, -0.1, 1.1
+VARIANTS = ("separate", "size", "macs")
+
+
+class HardConcrete(torch.nn.Module):
+    """Hard-concrete gates for ``n`` units.
+
+    log_alpha is stored divided by ``lr_scale`` (a learning-rate multiplier: Adam moves a
+    parameter by about lr per step, and at a fine-tuning lr of 5e-4 log_alpha would need
+    thousands of steps to cross from "keep" to "prune").
+    """
+
+    def __init__(self, n: int, init_log_alpha: float = 1.0, lr_scale: float = 1.0):
+        super().__init__()
+        self.lr_scale = float(lr_scale)
+        self.raw = torch.nn.Parameter(
+            (torch.full((n,), float(init_log_alpha)) + 0.01 * torch.randn(n)) / self.lr_scale)
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.raw * self.lr_scale
+
+    @torch.no_grad()
+    def set_log_alpha(self, value) -> None:
+        self.raw.copy_(torch.as_tensor(value, dtype=self.raw.dtype).expand_as(self.raw) / self.lr_scale)
+
+    def sample(self) -> torch.Tensor:
+        u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
+        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / BETA)
+        return (s * (RIGHT - LEFT) + LEFT).clamp(0.0, 1.0)
+
+    def prob_nonzero(self) -> torch.Tensor:
+        return torch.sigmoid(self.log_alpha - BETA * math.log(-LEFT / RIGHT))
+
+    def expected_count(self) -> torch.Tensor:
+        return self.prob_nonzero().sum()
+
+    @torch.no_grad()
+    def deterministic(self, keep: Optional[int] = None) -> torch.Tensor:
+        """Eval mask: the ``keep`` (default round(E[count])) largest log_alpha, DPHuBERT values."""
+        n = self.log_alpha.numel()
+        keep = int(round(float(self.expected_count()))) if keep is None else keep
+        mask = torch.zeros(n, device=self.log_alpha.device)
+        if keep > 0:
+            idx = torch.topk(self.log_alpha, min(keep, n)).indices
+            mask[idx] = torch.sigmoid(self.log_alpha[idx] / BETA * 0.8)
+        return mask
+
+
+class HJPruner(StructuredPruner):
+    """Args (``pruner_conf``):
+        target_sparsity: fraction to remove, in [0, 1): of the prunable weights (``size``), of
+            the SSL model's MACs (``macs``), or the default of both parts (``separate``).
+        target_on: separate | size | macs (the paper's variants a, b, c).
+        cnn_target, transformer_target: the two targets of ``separate``.
+        units: conv, heads, ffn (any subset).
+        prune_layers: also gate whole attention and FFN blocks.
+        init_log_alpha: initial log_alpha (1.0: P(z != 0) = 0.93, i.e. start near dense).
+        alpha_lr_scale: learning-rate multiplier of log_alpha (> 0), see ``HardConcrete``.
+        warmup_steps: steps over which the targets ramp up linearly from 0.
+        dual_lr, penalty: the sparsity term.
+        finalize_tolerance: largest |achieved - target| finalize leaves as it is.
+        finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the
+            recipe; 0 = the pruning run is the whole compression, as in the paper).
+    """
+
+    def __init__(
+        self,
+        prunable: "OrderedDict[str, torch.nn.Module]",
+        ssl_model: torch.nn.Module,
+        target_sparsity: float = 0.5,
+        target_on: str = "size",
+        cnn_target: Optional[float] = None,
+        transformer_target: Optional[float] = None,
+        units: Sequence[str] = KINDS,
+        prune_layers: bool = False,
+        init_log_alpha: float = 1.0,
+        alpha_lr_scale: float = 1.0,
+        warmup_steps: int = 0,
+        dual_lr: float = 0.5,
+        penalty: float = 50.0,
+        finalize_tolerance: float = 0.01,
+        finetune_epochs: int = 0,
+    ):
+        if not alpha_lr_scale > 0:
+            raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
+        if target_on not in VARIANTS:
+            raise ValueError(f"pruner_conf.target_on must be one of {VARIANTS}, got {target_on!r}")
+        if warmup_steps < 0 or not dual_lr > 0 or penalty < 0 or finalize_tolerance < 0:
+            raise ValueError("pruner_conf: warmup_steps, penalty, finalize_tolerance >= 0; dual_lr > 0")
+        if finetune_epochs < 0:
+            raise ValueError(f"pruner_conf.finetune_epochs must be >= 0, got {finetune_epochs!r}")
+        super().__init__(prunable, ssl_model, target_sparsity, units)
+        self.target_on = target_on
+        self.targets: Dict[str, float] = {"all": self.target_sparsity}
+        if target_on == "separate":
+            from espnet_pinch.pruning.masked import check_target
+
+            self.targets = {
+                "cnn": check_target(self.target_sparsity if cnn_target is None else cnn_target),
+                "transformer": check_target(
+                    self.target_sparsity if transformer_target is None else transformer_target)}
+        self.warmup_steps, self.dual_lr, self.penalty = int(warmup_steps), float(dual_lr), float(penalty)
+        self.finalize_tolerance = float(finalize_tolerance)
+        self.finetune_epochs = int(finetune_epochs)
+        self.gates = torch.nn.ModuleDict({
+            self._key(n): HardConcrete(g.num_units, init_log_alpha, alpha_lr_scale)
+            for n, g in self.groups.items()})
+        self.layer_gates = torch.nn.ModuleDict({
+            self._key(n): HardConcrete(1, init_log_alpha, alpha_lr_scale)
+            for n, g in self.groups.items() if prune_layers and g.kind != "conv"})
+        for part in self.targets:
+            self.register_buffer(f"lambda1_{part}", torch.zeros(()))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        if target_on == "macs":
+            self.build_macs_model()
+        self._expected = None
+        self.attach()
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "_")
+
+    # -- gates ------------------------------------------------------------------------------
+    def expected_widths(self) -> Dict[str, torch.Tensor]:
+        out = {}
+        for n in self.groups:
+            e = self.gates[self._key(n)].expected_count()
+            lg = self.layer_gates[self._key(n)] if self._key(n) in self.layer_gates else None
+            out[n] = e * lg.prob_nonzero()[0] if lg is not None else e
+        return out
+
+    def deterministic_masks(self, widths: Optional[Dict[str, int]] = None) -> Dict[str, torch.Tensor]:
+        masks = {}
+        for n in self.groups:
+            k = self._key(n)
+            m = self.gates[k].deterministic(None if widths is None else widths[n])
+            if widths is None and k in self.layer_gates and float(self.layer_gates[k].deterministic()[0]) == 0:
+                m = torch.zeros_like(m)  # the whole block is pruned
+            masks[n] = m
+        return masks
+
+    def chosen_widths(self) -> Dict[str, int]:
+        return {n: int((m != 0).sum()) for n, m in self.deterministic_masks().items()}
+
+    def before_forward(self) -> None:
+        if not self.training:
+            for n, m in self.deterministic_masks().items():
+                cm = self.column_mask(n)
+                cm.soft, cm.mask = None, m.to(cm.mask.device)
+            self._expected = None
+            return
+        for n in self.groups:
+            k = self._key(n)
+            z = self.gates[k].sample()
+            if k in self.layer_gates:
+                z = z * self.layer_gates[k].sample()
+            self.column_mask(n).soft = z
+        self._expected = self.expected_widths()
+
+    # -- sparsity ----------------------------------------------------------------------------
+    def achieved(self, widths: Dict[str, object]) -> Dict[str, object]:
+        """What each target constrains, for given (expected or chosen) widths."""
+        if self.target_on == "separate":
+            return {p: self.sparsity_of(widths, p) for p in self.targets}
+        if self.target_on == "macs":
+            return {"all": 1.0 - self.macs_of(widths) / self.dense_macs}
+        return {"all": self.sparsity_of(widths)}
+
+    def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        chosen = {p: float(v) for p, v in self.achieved(self.chosen_widths()).items()}
+        stats = {"sparsity": torch.tensor(float(self.sparsity_of(self.chosen_widths())))}
+        if self.target_on == "macs":
+            stats["macs_sparsity"] = torch.tensor(chosen["all"])
+        if self._expected is None:  # evaluation: report only
+            zero = self.step.new_zeros((), dtype=torch.float32)
+            return zero, {**stats, "loss_sparsity": zero}
+        update = torch.is_grad_enabled()
+        term = 0.0
+        for part, s in self.achieved(self._expected).items():
+            target = warmed_up_target(self.targets[part], self.step, self.warmup_steps)
+            term = term + sparsity_term(s - target, getattr(self, f"lambda1_{part}"),
+                                        torch.zeros((), dtype=torch.long), self.penalty,
+                                        self.dual_lr, update)
+            stats[f"expected_{part}"] = s.detach()
+            stats[f"target_{part}"] = torch.tensor(target)
+        if update:
+            self.step.add_(1)
+        for n in self.groups:  # each forward's samples are used once
+            self.column_mask(n).soft = None
+        self._expected = None
+        stats["loss_sparsity"] = term.detach()
+        return term, stats
+
+    # -- finalize ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def before_finalize(self, widths: Dict[str, int]) -> Dict[str, int]:
+        """Snap onto the target(s) with one common factor on the kept counts, if needed."""
+        def off(w):
+            got = self.achieved(w)
+            return max(abs(float(got[p]) - self.targets[p]) for p in self.targets)
+
+        if off(widths) <= self.finalize_tolerance:
+            return widths
+        floor = {n: (1 if g.kind == "conv" else 0) for n, g in self.groups.items()}
+
+        def scaled(c: float, names) -> Dict[str, int]:
+            return {n: (max(floor[n], min(self.groups[n].num_units, round(widths[n] * c)))
+                        if n in names else w) for n, w in widths.items()}
+
+        for part in self.targets:  # each part on its own (one part: all groups)
+            names = [n for n in self.groups if part == "all"
+                     or (self.groups[n].kind == "conv") == (part == "cnn")]
+            lo, hi = 0.0, 1.0
+            while float(self.achieved(scaled(hi, names))[part]) > self.targets[part] and hi < 64:
+                lo, hi = hi, hi * 2
+            for _ in range(40):  # achieved sparsity falls as the factor grows
+                mid = (lo + hi) / 2
+                if float(self.achieved(scaled(mid, names))[part]) > self.targets[part]:
+                    lo = mid
+                else:
+                    hi = mid
+            a, b = scaled(lo, names), scaled(hi, names)
+            widths = min((a, b), key=lambda w: abs(float(self.achieved(w)[part]) - self.targets[part]))
+        return widths
+
+    @torch.no_grad()
+    def finalize(self) -> Dict[str, object]:
+        widths = self.before_finalize(self.chosen_widths())
+        masks = self.deterministic_masks(widths)
+        for n, m in masks.items():  # the gate values themselves are baked in
+            cm = self.column_mask(n)
+            cm.soft, cm.mask = None, m.to(cm.mask.device)
+        keep = {n: sorted(torch.nonzero(m).flatten().tolist()) for n, m in masks.items()}
+        summary = self._finalize_with(widths, keep)
+        summary["achieved"] = {p: float(v) for p, v in self.achieved(widths).items()}
+        summary["targets"] = dict(self.targets)
+        summary["target_on"] = self.target_on
+        if self.macs_terms is not None:
+            summary["macs_sparsity"] = float(1.0 - self.macs_of(widths) / self.dense_macs)
+        return summary

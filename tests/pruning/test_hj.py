@@ -1,0 +1,123 @@
+"""HJ-Pruning: hard-concrete gates, the Lagrangian term, the three variants, compaction."""
+import math
+import shutil
+
+import pytest
+import torch
+import yaml
+from torch.nn.utils import parametrize
+
+from espnet_pinch.pruning.hj import HardConcrete
+from espnet_pinch.tasks.asr import PinchASRTask
+from tests.pruning.test_spg_espnet import batch, build_args
+
+
+def hj_model(ckpt, tmp_path, **conf):
+    conf = {"target_sparsity": 0.5, **conf}
+    return PinchASRTask.build_model(build_args(ckpt, tmp_path, pruner="hj", pruner_conf=conf))
+
+
+def test_hard_concrete_range_and_expected_l0():
+    torch.manual_seed(0)
+    g = HardConcrete(4, init_log_alpha=0.0)
+    g.set_log_alpha(torch.tensor([-3.0, 0.0, 1.0, 4.0]))
+    z = torch.stack([g.sample() for _ in range(20000)])
+    assert z.min() == 0.0 and z.max() == 1.0          # stretched and clamped: exact 0 and 1 occur
+    assert ((z > 0) & (z < 1)).any()
+    p = g.prob_nonzero()
+    # P(z != 0) = sigmoid(log_alpha - beta * log(-l / r)), checked by sampling
+    torch.testing.assert_close((z > 0).float().mean(0), p.detach(), atol=0.015, rtol=0)
+    assert float(p[1]) == pytest.approx(1 / (1 + math.exp((2 / 3) * math.log(0.1 / 1.1))))
+    assert float(g.expected_count()) == pytest.approx(float(p.sum()))
+    # evaluation: round(E[L0]) units with the largest log_alpha
+    m = g.deterministic()
+    assert int((m > 0).sum()) == round(float(p.sum())) and m[3] > 0 and m[0] == 0
+
+
+def test_multipliers_move_towards_the_target(tiny_ckpt, tmp_path):
+    model = hj_model(tiny_ckpt, tmp_path, target_sparsity=0.8)  # starts near dense: below target
+    model.train()
+    _, stats, _ = model(**batch())
+    assert float(stats["expected_all"]) < 0.8
+    low = model.pruner.lambda1_all.item()
+    assert low < 0    # pulls the sparsity up
+    for g in model.pruner.gates.values():
+        g.set_log_alpha(-6.0)                       # now far above the target
+    for _ in range(3):
+        model(**batch())
+    assert model.pruner.lambda1_all.item() > low + 0.2  # rises: pulls the sparsity down
+
+
+@pytest.mark.parametrize("variant,conf", [
+    ("size", {}),
+    ("macs", {}),
+    ("separate", {"cnn_target": 0.3, "transformer_target": 0.6}),
+])
+def test_each_variant_reaches_its_target(tiny_ckpt, tmp_path, variant, conf):
+    torch.manual_seed(0)
+    model = hj_model(tiny_ckpt, tmp_path, target_on=variant, penalty=500.0, dual_lr=2.0, **conf)
+    p = model.pruner
+    opt = torch.optim.Adam(p.parameters(), lr=0.1)
+    model.train()
+    for _ in range(60):
+        loss, stats, _ = model(**batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for part, target in p.targets.items():  # training alone gets close ...
+        assert abs(float(stats[f"expected_{part}"]) - target) < 0.05, (part, stats)
+    summary = p.finalize()                   # ... and the deterministic result is within 2 %
+    for part, target in p.targets.items():
+        assert abs(summary["achieved"][part] - target) <= 0.02, summary["achieved"]
+
+
+def test_macs_model_matches_the_counter(tiny_ckpt, tmp_path):
+    from espnet_pinch.compaction import compact_
+    from espnet_pinch.profiling.macs import ssl_macs_per_second
+
+    model = hj_model(tiny_ckpt, tmp_path, target_on="macs")
+    p, ssl = model.pruner, model.frontend.ssl_model
+    assert p.dense_macs == ssl_macs_per_second(ssl)["macs_per_second"]
+    widths = {n: max(1, g.num_units // 3) for n, g in p.groups.items()}
+    keep = {n: list(range(w)) for n, w in widths.items()}
+    for g in p.groups.values():  # masks off (weights untouched), then cut to ``widths``
+        parametrize.remove_parametrizations(g.consumer, "weight", leave_parametrized=False)
+    compact_(ssl, keep)
+    assert p.macs_of(widths) == ssl_macs_per_second(ssl)["macs_per_second"]
+
+
+def test_masked_equals_compact_with_an_empty_layer(tiny_ckpt, tmp_path):
+    from espnet_pinch.bin.finalize import finalize
+
+    own = tmp_path / "upstream.pt"
+    shutil.copy(tiny_ckpt, own)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    args = build_args(own, exp, pruner="hj", pruner_conf={"target_sparsity": 0.4,
+                                                          "finalize_tolerance": 1.0})
+    model = PinchASRTask.build_model(args)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    for name, g in model.pruner.gates.items():
+        g.set_log_alpha(torch.randn(g.raw.shape) * 3)
+    model.pruner.gates["layers_1_ffn"].set_log_alpha(-10.0)    # FFN of layer 1: all gone
+    model.pruner.gates["layers_0_heads"].set_log_alpha(-10.0)  # attention of layer 0: gone
+    model.eval()
+    b = batch()
+    with torch.no_grad():
+        model.pruner.before_forward()
+        masked, _ = model.encode(b["speech"], b["speech_lengths"])
+    torch.save(model.state_dict(), exp / "model.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    summary = finalize(exp, "model.pth", exp / "final")
+    assert summary["widths"]["layers.1.ffn"] == 0 and summary["widths"]["layers.0.heads"] == 0
+    assert all(w >= 1 for n, w in summary["widths"].items() if n.startswith("conv."))
+    own.unlink()
+    net, _ = PinchASRTask.build_model_from_file(exp / "final/config.yaml", exp / "final/model.pth", "cpu")
+    ssl = net.frontend.ssl_model
+    assert ssl.encoder.layers[1].fc1.out_features == 0 and ssl.encoder.layers[0].self_attn.num_heads == 0
+    with torch.no_grad():
+        compact, _ = net.eval().encode(b["speech"], b["speech_lengths"])
+    assert (compact - masked).abs().max() < 1e-4
