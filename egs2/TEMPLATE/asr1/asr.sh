@@ -46,7 +46,7 @@ methods=                # pruning methods to compare with dense (conf/train_<met
                         # "spg ump nascp hj_size@0.5": a method@t1,t2 entry has its own targets
 conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
-sweep=false             # true: use sweep_targets instead, for the full WER-vs-sparsity curve
+sweep=false             # true: every method (method@targets too) over sweep_targets: the full curve
 sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
 pruned_args=            # extra options for the pruning runs only
 pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
@@ -72,7 +72,7 @@ dense_exp=$exp_dir/asr_$asr_tag
 exps=("$asr_tag dense 0 $asr_config")
 for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
   m=${spec%%@*}; targets=$target_sparsities
-  [ "$m" != "$spec" ] && targets=${spec#*@} && targets=${targets//,/ }
+  [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
   c=conf/train_$m$conf_suffix.yaml
   [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
   for t in $targets; do exps+=("${m}_$t $m $t $c"); done
