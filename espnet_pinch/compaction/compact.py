@@ -2,10 +2,11 @@
 
 ``compact_(model, keep)`` takes, per unit group (``compaction.units``), the unit indices to keep
 and replaces the producer rows, consumer columns and per-channel norm entries with smaller
-tensors: Conv1d / Linear / GroupNorm modules get new sizes, an attention module gets fewer heads
-(S3PRL's attention cannot take its fused path with fewer heads than the residual width, and its
-general path is several times slower on the CPU; a compacted attention module therefore runs
-``_pruned_heads_forward``: the same projections and ``scaled_dot_product_attention``). The residual width never changes, so nothing outside the groups is touched.
+tensors: Conv1d / Linear / GroupNorm modules get new sizes, an attention module gets fewer heads.
+S3PRL's attention cannot take its fused path with fewer heads than the residual width and falls
+back to its general, unfused path; a compacted attention module runs ``_pruned_heads_forward``
+instead: the same projections and ``scaled_dot_product_attention``. The residual width never
+changes, so nothing outside the groups is touched.
 
 ``apply_architecture_(model, arch)`` gives a freshly built (random-weight) model the shapes of
 an explicit architecture (``units.architecture``), so that a compacted model's state dict loads
