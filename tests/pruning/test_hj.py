@@ -128,9 +128,9 @@ def test_whole_block_gates(tiny_ckpt, tmp_path):
     p = model.pruner
     assert set(p.layer_gates) == {"layers_0_heads", "layers_0_ffn", "layers_1_heads", "layers_1_ffn"}
     # a block gate scales the expected width of all its units
-    full = float(p.expected_widths()["layers_0_ffn"])
+    full = float(p.expected_widths()["layers.0.ffn"])
     p.layer_gates["layers_0_ffn"].set_log_alpha(-10.0)
-    assert float(p.expected_widths()["layers_0_ffn"]) < 0.01 * full
-    assert p.chosen_widths()["layers_0_ffn"] == 0         # the whole FFN block is pruned
-    assert p.chosen_widths()["layers_1_ffn"] > 0
+    assert float(p.expected_widths()["layers.0.ffn"]) < 0.01 * full
+    assert p.chosen_widths()["layers.0.ffn"] == 0         # the whole FFN block is pruned
+    assert p.chosen_widths()["layers.1.ffn"] > 0
     assert p.num_extra_params() == sum(g.num_units for g in p.groups.values()) + 4
