@@ -35,7 +35,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from espnet_pinch.compaction.units import KINDS
-from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
+from espnet_pinch.pruning.lagrangian import check_term_conf, sparsity_term, warmed_up_target
+from espnet_pinch.pruning.masked import check_target
 from espnet_pinch.pruning.structured import StructuredPruner
 
 BETA, LEFT, RIGHT = 2.0 / 3.0, -0.1, 1.1
@@ -126,16 +127,15 @@ class HJPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
         if target_on not in VARIANTS:
             raise ValueError(f"pruner_conf.target_on must be one of {VARIANTS}, got {target_on!r}")
-        if warmup_steps < 0 or not dual_lr > 0 or penalty < 0 or finalize_tolerance < 0:
-            raise ValueError("pruner_conf: warmup_steps, penalty, finalize_tolerance >= 0; dual_lr > 0")
+        check_term_conf(warmup_steps, dual_lr, penalty)
+        if finalize_tolerance < 0:
+            raise ValueError(f"pruner_conf.finalize_tolerance must be >= 0, got {finalize_tolerance!r}")
         if finetune_epochs < 0:
             raise ValueError(f"pruner_conf.finetune_epochs must be >= 0, got {finetune_epochs!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units)
         self.target_on = target_on
         self.targets: Dict[str, float] = {"all": self.target_sparsity}
         if target_on == "separate":
-            from espnet_pinch.pruning.masked import check_target
-
             self.targets = {
                 "cnn": check_target(self.target_sparsity if cnn_target is None else cnn_target),
                 "transformer": check_target(
@@ -208,8 +208,9 @@ class HJPruner(StructuredPruner):
         return {"all": self.sparsity_of(widths)}
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        chosen = {p: float(v) for p, v in self.achieved(self.chosen_widths()).items()}
-        stats = {"sparsity": torch.tensor(float(self.sparsity_of(self.chosen_widths())))}
+        widths = self.chosen_widths()  # one deterministic-mask evaluation per step
+        chosen = {p: float(v) for p, v in self.achieved(widths).items()}
+        stats = {"sparsity": torch.tensor(float(self.sparsity_of(widths)))}
         if self.target_on == "macs":
             stats["macs_sparsity"] = torch.tensor(chosen["all"])
         if self._expected is None:  # evaluation: report only

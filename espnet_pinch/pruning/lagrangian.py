@@ -12,6 +12,16 @@ from __future__ import annotations
 import torch
 
 
+def check_term_conf(warmup_steps, dual_lr, penalty) -> None:
+    """Validate the term's ``pruner_conf`` entries (every method that uses it takes them)."""
+    if warmup_steps < 0:
+        raise ValueError(f"pruner_conf.warmup_steps must be >= 0, got {warmup_steps!r}")
+    if not dual_lr > 0:
+        raise ValueError(f"pruner_conf.dual_lr must be > 0, got {dual_lr!r}")
+    if penalty < 0:
+        raise ValueError(f"pruner_conf.penalty must be >= 0, got {penalty!r}")
+
+
 def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int) -> float:
     """s*(k): linear ramp from 0 to ``target`` over ``warmup_steps`` (none if 0)."""
     if warmup_steps == 0:

@@ -30,7 +30,7 @@ from typing import Dict, Sequence, Tuple
 import torch
 
 from espnet_pinch.compaction.units import KINDS
-from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
+from espnet_pinch.pruning.lagrangian import check_term_conf, sparsity_term, warmed_up_target
 from espnet_pinch.pruning.structured import StructuredPruner
 
 
@@ -70,8 +70,9 @@ class NASCPPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.width_fractions must be in (0, 1], got {width_fractions!r}")
         if not (tau_start > 0 and tau_end > 0 and tau_steps >= 0):
             raise ValueError("pruner_conf: tau_start, tau_end must be > 0 and tau_steps >= 0")
-        if not arch_lr_scale > 0 or not dual_lr > 0 or penalty < 0 or warmup_steps < 0:
-            raise ValueError("pruner_conf: arch_lr_scale, dual_lr > 0; penalty, warmup_steps >= 0")
+        if not arch_lr_scale > 0:
+            raise ValueError(f"pruner_conf.arch_lr_scale must be > 0, got {arch_lr_scale!r}")
+        check_term_conf(warmup_steps, dual_lr, penalty)
         if finetune_epochs < 0:
             raise ValueError(f"pruner_conf.finetune_epochs must be >= 0, got {finetune_epochs!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units)
@@ -123,7 +124,7 @@ class NASCPPruner(StructuredPruner):
         for name, ks in self.candidates.items():
             logit = self.logits(name)
             y = torch.nn.functional.gumbel_softmax(logit, tau=tau, hard=False)
-            masks = torch.stack([self.keep_mask(name, k) for k in ks]).to(y)
+            masks = self.keep_masks(name, ks).to(y)
             cm = self.column_mask(name)
             cm.soft = y @ masks
             expected[name] = torch.softmax(logit, 0) @ torch.tensor(ks, dtype=y.dtype, device=y.device)

@@ -42,7 +42,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
-from espnet_pinch.pruning.lagrangian import sparsity_term, warmed_up_target
+from espnet_pinch.pruning.lagrangian import check_term_conf, sparsity_term, warmed_up_target
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
@@ -135,12 +135,7 @@ class SPGPruner(MaskPruner):
     ):
         if not tau > 0:
             raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
-        if warmup_steps < 0:
-            raise ValueError(f"pruner_conf.warmup_steps must be >= 0, got {warmup_steps!r}")
-        if not dual_lr > 0:
-            raise ValueError(f"pruner_conf.dual_lr must be > 0, got {dual_lr!r}")
-        if penalty < 0:
-            raise ValueError(f"pruner_conf.penalty must be >= 0, got {penalty!r}")
+        check_term_conf(warmup_steps, dual_lr, penalty)
         if not threshold_gain > 0:
             raise ValueError(f"pruner_conf.threshold_gain must be > 0, got {threshold_gain!r}")
         if finalize_tolerance < 0:

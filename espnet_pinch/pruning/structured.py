@@ -61,18 +61,19 @@ class StructuredPruner(AbsPruner):
     def column_mask(self, name: str) -> ColumnMask:
         return self.groups[name].consumer.parametrizations.weight[0]
 
-    def keep_mask(self, name: str, width: int) -> torch.Tensor:
-        """0/1 mask keeping the ``width`` units of largest magnitude."""
+    def keep_masks(self, name: str, widths: Sequence[int]) -> torch.Tensor:
+        """(len(widths), units) 0/1 masks, each keeping that many units of largest magnitude
+        (the units are ranked once for all widths)."""
         g = self.groups[name]
-        m = torch.zeros(g.num_units)
-        m[ranked_units(g)[:width]] = 1.0
-        return m
+        rank = torch.empty(g.num_units, dtype=torch.long)
+        rank[ranked_units(g)] = torch.arange(g.num_units)  # position of each unit in the ranking
+        return (rank[None, :] < torch.tensor(list(widths))[:, None]).float()
 
     def set_hard_widths(self, widths: Dict[str, int]) -> None:
         for name, w in widths.items():
             cm = self.column_mask(name)
             cm.soft = None
-            cm.mask = self.keep_mask(name, w).to(cm.mask.device)
+            cm.mask = self.keep_masks(name, [w])[0].to(cm.mask.device)
 
     # -- size ------------------------------------------------------------------------------
     PARTS = {"cnn": "feature_extractor.", "transformer": "encoder."}
