@@ -3,8 +3,10 @@
 A structured method (``pruner_conf.finetune_epochs`` > 0, e.g. NAS-CP) searches, is compacted, and
 then fine-tunes the compact model; the two ESPnet runs together take the config's ``max_epoch``
 (or a ``--max_epoch N`` among the extra trainer options; ``--pruner_conf finetune_epochs=N``
-there overrides the config's split too), so every method trains equally long.
-Prints "<search epochs> <fine-tuning epochs>"; a method without fine-tuning gets "N 0".
+there overrides the config's split too), so every method trains equally long. Both runs then share one lr schedule over the whole budget,
+so a structured method's config must use ``scheduler: budgetlr`` (``train/schedule.py``).
+Prints "<search epochs> <fine-tuning epochs> <total epochs>"; a method without fine-tuning gets
+"N 0 N".
 
 Usage: python -m espnet_pinch.bin.epochs --config conf/train_nascp.yaml [-- --max_epoch 4 ...]
 """
@@ -29,6 +31,9 @@ def split_epochs(config: dict, extra: list[str]) -> tuple[int, int]:
             ft = int(extra[i + 1].split("=", 1)[1])
     if ft and total - ft < 1:
         raise ValueError(f"max_epoch {total} leaves no search epoch before {ft} fine-tuning epochs")
+    if ft and config.get("scheduler") != "budgetlr":
+        raise ValueError(f"scheduler: {config.get('scheduler')} cannot continue across the compact "
+                         "model's fine-tuning run; structured methods need scheduler: budgetlr")
     return total - ft, ft
 
 
@@ -45,7 +50,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"{args.config}: {e}", file=sys.stderr)
         return 1
-    print(search, ft)
+    print(search, ft, search + ft)
     return 0
 
 

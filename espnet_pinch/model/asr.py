@@ -19,6 +19,7 @@ class PinchESPnetASRModel(ESPnetASRModel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pruner: Optional[torch.nn.Module] = None
+        self._pruning_stats: Dict[str, torch.Tensor] = {}  # of the last training forward
         # Dense checkpoints (--init_param, the bundled model) name weights "x.weight"; once a
         # pruner has gated layer x its weight is stored as "x.parametrizations.weight.original".
         self._register_load_state_dict_pre_hook(self._map_dense_keys)
@@ -33,6 +34,13 @@ class PinchESPnetASRModel(ESPnetASRModel):
 
     def set_pruner(self, pruner: torch.nn.Module) -> None:
         self.pruner = pruner
+
+    def pruning_trace_stats(self) -> Dict[str, float]:
+        """What the pruner's target constrains and that target, at the last training step (for
+        the per-step trace, ``train/schedule.py``); empty without a pruner."""
+        if self.pruner is None or not self._pruning_stats:
+            return {}
+        return self.pruner.trace_stats(self._pruning_stats)
 
     def _map_dense_keys(self, state_dict, prefix, *args) -> None:
         gated = {n for n, m in self.named_modules() if parametrize.is_parametrized(m, "weight")}
@@ -50,6 +58,8 @@ class PinchESPnetASRModel(ESPnetASRModel):
         if self.pruner is None:
             return loss, stats, weight
         extra, pstats = self.pruner.loss()
+        if self.training:
+            self._pruning_stats = {k: v.detach() for k, v in pstats.items() if torch.is_tensor(v)}
         loss = loss + extra
         stats.update(pstats)
         stats["loss"] = loss.detach()

@@ -45,6 +45,13 @@ class AbsPruner(torch.nn.Module, ABC):
     def before_forward(self) -> None:
         """Called before every model forward (set this step's masks); nothing by default."""
 
+    def trace_stats(self, stats: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """From one training step's ``loss()`` stats: ``achieved`` (the hard value of what the
+        target constrains) and ``target`` (this step's target, warm-up included), for the
+        per-step trace (``train/schedule.py``). By default the overall sparsity and its target."""
+        out = {"achieved": stats.get("sparsity"), "target": stats.get("target_sparsity")}
+        return {k: float(v) for k, v in out.items() if v is not None}
+
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""
         return sum(p.numel() for p in self.parameters())

@@ -212,6 +212,7 @@ class HJPruner(StructuredPruner):
                                         torch.zeros((), dtype=torch.long), self.penalty,
                                         self.dual_lr, update)
             stats[f"expected_{part}"] = s.detach()
+            stats[f"achieved_{part}"] = torch.tensor(chosen[part])  # deterministic masks
             stats[f"target_{part}"] = torch.tensor(target)
         if update:
             self.step.add_(1)
@@ -220,6 +221,15 @@ class HJPruner(StructuredPruner):
         self._expected = None
         stats["loss_sparsity"] = term.detach()
         return term, stats
+
+    def trace_stats(self, stats: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """The deterministic-mask value of what is constrained (size or MACs reduction: "all"; for
+        ``separate`` the mean over the parts, whose targets ramp alike) and its target."""
+        parts = [p for p in self.targets if f"target_{p}" in stats]
+        if not parts:
+            return {}
+        return {k: sum(float(stats[f"{k}_{p}"]) for p in parts) / len(parts)
+                for k in ("achieved", "target")}
 
     # -- finalize ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -255,13 +265,13 @@ class HJPruner(StructuredPruner):
 
     @torch.no_grad()
     def finalize(self) -> Dict[str, object]:
-        widths = self.before_finalize(self.chosen_widths())
+        widths, before = self.snapped_widths()
         masks = self.deterministic_masks(widths)
         for n, m in masks.items():  # the gate values themselves are baked in
             cm = self.column_mask(n)
             cm.soft, cm.mask = None, m.to(cm.mask.device)
         keep = {n: sorted(torch.nonzero(m).flatten().tolist()) for n, m in masks.items()}
-        summary = self._finalize_with(widths, keep)
+        summary = {**self._finalize_with(widths, keep), **before}
         summary["achieved"] = {p: float(v) for p, v in self.achieved(widths).items()}
         summary["targets"] = dict(self.targets)
         summary["target_on"] = self.target_on

@@ -66,9 +66,19 @@ class MaskPruner(AbsPruner):
 
     @torch.no_grad()
     def finalize(self) -> Dict[str, object]:
-        """Bake W * mask into each weight (exact zeros), remove the gates."""
+        """Bake W * mask into each weight (exact zeros), remove the gates. Also reports what
+        training reached before ``before_finalize`` adjusted the masks: the sparsity, and the
+        share of kept weights the snap changed (a common threshold factor only moves weights at
+        each layer's margin, all one way, so per layer that is the change of the kept count)."""
+        trained = self.sparsity()
         extra = self.before_finalize()
         report = self.sparsity()
+        sizes = {n: layer.weight.numel() for n, layer in self.layers.items()}
+        changed = sum(abs(trained["per_layer"][n] - report["per_layer"][n]) * k for n, k in sizes.items())
+        kept = sum((1.0 - trained["per_layer"][n]) * k for n, k in sizes.items())
+        extra = {"sparsity_before_snap": trained["overall"],
+                 "achieved_before_snap": {"all": trained["overall"]},
+                 "snap_changed_units": changed / max(kept, 1.0), **extra}
         extra_params = self.num_extra_params()
         for layer in self.layers.values():
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)

@@ -15,7 +15,7 @@ weights, so methods compare on one axis.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.utils import parametrize
@@ -182,13 +182,31 @@ class StructuredPruner(AbsPruner):
         """Last adjustment of the widths (e.g. onto the target); returns the widths to keep."""
         return widths
 
+    def achieved(self, widths: Dict[str, object]) -> Dict[str, object]:
+        """What the target constrains, for given widths (here: the overall sparsity)."""
+        return {"all": self.sparsity_of(widths)}
+
+    @torch.no_grad()
+    def snapped_widths(self) -> Tuple[Dict[str, int], Dict[str, object]]:
+        """(widths to keep, what training reached before finalize adjusted them): the trained
+        widths' sparsity and constrained values, and the share of kept units the snap changed
+        (sum over groups of |after - before| / sum of before)."""
+        before = self.chosen_widths()
+        after = self.before_finalize(before)
+        changed = sum(abs(int(after[n]) - int(before[n])) for n in before)
+        return after, {
+            "sparsity_before_snap": float(self.sparsity_of(before)),
+            "achieved_before_snap": {p: float(v) for p, v in self.achieved(before).items()},
+            "snap_changed_units": changed / max(1, sum(int(w) for w in before.values())),
+        }
+
     @torch.no_grad()
     def finalize(self) -> Dict[str, object]:
         """Keep the ``widths`` units of largest magnitude per group (masks 0/1)."""
-        widths = self.before_finalize(self.chosen_widths())
+        widths, before = self.snapped_widths()
         self.set_hard_widths(widths)
         keep = {n: sorted(ranked_units(g)[: widths[n]].tolist()) for n, g in self.groups.items()}
-        return self._finalize_with(widths, keep)
+        return {**self._finalize_with(widths, keep), **before}
 
     def _finalize_with(self, widths: Dict[str, int], keep: Dict[str, List[int]]) -> Dict[str, object]:
         """Bake the current column masks into the consumers' weights, remove them, summarise."""

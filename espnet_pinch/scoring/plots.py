@@ -1,4 +1,5 @@
-"""Figures of the results report, drawn from ``results.json`` rows (see ``results.py``).
+"""Figures of the results report, drawn from ``results.json`` rows and seed groups
+(``results_summary.json``; see ``results.py``).
 
 matplotlib is imported inside each function (Agg backend) so the other ``results``
 subcommands do not pay for it.
@@ -48,26 +49,39 @@ def plot_per_layer(rows: list[dict], path: str | Path) -> bool:
     return True
 
 
-def plot_wer_vs_sparsity(rows: list[dict], test_set: str, path: str | Path) -> bool:
-    """WER on ``test_set`` against achieved sparsity: one line per pruning method, the dense
-    model as a dashed horizontal line. False (nothing written) if no row has that WER."""
-    scored = [r for r in rows if r["wer"].get(test_set) is not None]
+def plot_wer_vs_sparsity(groups: list[dict], test_set: str, path: str | Path,
+                         front: dict | None = None) -> bool:
+    """WER on ``test_set`` against achieved sparsity from ``seed_groups`` entries: per pruning
+    method its mean over seeds with the seed spread (± std) as error bars and its frontier
+    (``results.frontier``) circled; dense_cont as a band (mean ± std over seeds), the starting
+    dense model as a dashed line. False (nothing written) if no entry has that WER."""
+    scored = [g for g in groups if g["wer_mean"].get(test_set) is not None]
     if not scored:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    dense = next((r for r in scored if r["method"] == "dense"), None)
-    if dense is not None:
-        wer = dense["wer"][test_set]
-        ax.axhline(wer, color="gray", linestyle="--", label=f"dense ({wer:.2f}%)")
-    for method in sorted({r["method"] for r in scored} - {"dense"}):
-        pts = sorted((r["sparsity"], r["wer"][test_set]) for r in scored if r["method"] == method)
-        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=method)
+    for g in scored:
+        mean, std = g["wer_mean"][test_set], g["wer_std"][test_set]
+        if g["method"] == "dense_cont":
+            ax.axhspan(mean - std, mean + std, color="gray", alpha=0.25)
+            ax.axhline(mean, color="gray", label=f"dense_cont ({mean:.2f}% ± {std:.2f})")
+        elif g["method"] == "dense":
+            ax.axhline(mean, color="gray", linestyle="--", label=f"dense start ({mean:.2f}%)")
+    front = front or {}
+    for method in sorted({g["method"] for g in scored} - {"dense", "dense_cont"}):
+        pts = sorted((g["sparsity_mean"], g["wer_mean"][test_set], g["wer_std"][test_set],
+                      g["target_sparsity"]) for g in scored if g["method"] == method)
+        line = ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                           marker="o", capsize=3, label=method)
+        for x, y, _, t in pts:
+            if front.get(method) is not None and t == front[method]:
+                ax.plot([x], [y], marker="o", markersize=14, markerfacecolor="none",
+                        color=line[0].get_color())
     ax.set_xlabel("achieved sparsity of the prunable weights")
     ax.set_ylabel(f"WER on {test_set} (%)")
-    ax.set_title(f"WER vs sparsity ({test_set})")
+    ax.set_title(f"WER vs sparsity ({test_set}; circled: each method's lossless frontier)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

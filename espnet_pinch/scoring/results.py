@@ -5,8 +5,9 @@ Subcommands (each called by a recipe stage):
           MACs per second of audio)
   rtf     after decoding one set: ``<decode_dir>/rtf.json`` (decode wall seconds / audio seconds)
   report  over ``<exp_dir>/asr_*/meta.json``: ``results.json`` (one row per model, with a paired
-          bootstrap test of each model's WER against the dense model's), RESULTS.md and its
-          figures (``plots.py``) next to it
+          bootstrap test of each model's WER against the reference: dense_cont, the dense model
+          continued for the same budget, or the starting dense model when there is none),
+          RESULTS.md and its figures (``plots.py``) next to it
 
 Usage: python -m espnet_pinch.scoring.results report --exp_dir exp --test_sets "dev test" \
            --markdown RESULTS.md --json exp/results.json
@@ -27,12 +28,18 @@ from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, m
 from espnet_pinch.pruning.sparse import from_sparse
 from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity
 from espnet_pinch.scoring.significance import paired_bootstrap
+from espnet_pinch.train.schedule import read_trace
 from espnet_pinch.utils.atomic import atomic_file, write_json
 
 # pruning.json keys that meta.json copies when present: counts of the dense model before a
 # structured method removed rows/heads/layers, and the pruned architecture
-OPTIONAL_PRUNING_KEYS = ("params_prunable_dense", "params_total_dense", "arch")
+OPTIONAL_PRUNING_KEYS = ("params_prunable_dense", "params_total_dense", "arch",
+                         "sparsity_before_snap", "achieved_before_snap", "snap_changed_units",
+                         "macs_sparsity")
 N_BOOT = 1000
+# A run whose training ended further than this from its target had it decided by finalize's snap.
+TRAINED_TOLERANCE = 0.02
+REFERENCE = "dense_cont"  # the matched dense baseline
 
 
 def prunable_keys(state: dict) -> list[str]:
@@ -103,11 +110,18 @@ def cmd_meta(args) -> None:
     train_s = sum(espnet_training_seconds(log) for log in args.train_log)
     meta = {
         "tag": exp.name.removeprefix("asr_"), "method": args.method,
-        "target_sparsity": args.target_sparsity, "train_seconds": round(train_s, 1),
+        "target_sparsity": args.target_sparsity, "seed": args.seed, "train_seconds": round(train_s, 1),
         "model_path": str(exp / args.model),
     }
     if args.macs:  # written by espnet_pinch.profiling.macs
         meta["macs_per_second"] = float(json.loads(Path(args.macs).read_text())["macs_per_second"])
+    if args.trace:  # per-step lr and pruning state (train/schedule.py)
+        meta.update(trace_summary(args.trace, args.target_sparsity if args.pruning else None))
+        off = meta.get("trained_off_target")
+        if off is not None and off > TRAINED_TOLERANCE:
+            print(f"WARNING {meta['tag']}: training ended {off:.3f} from its target "
+                  f"{args.target_sparsity} (reached {meta['trained_achieved']:.3f}): target decided "
+                  "by finalize, not by training", flush=True)
     if args.pruning:  # written by bin.finalize
         p = json.loads(Path(args.pruning).read_text())
         meta.update({
@@ -119,6 +133,31 @@ def cmd_meta(args) -> None:
         })
         meta.update({k: p[k] for k in OPTIONAL_PRUNING_KEYS if k in p})
     write_json(exp / "meta.json", meta)
+
+
+def trace_summary(traces: list[str], target: float | None) -> dict:
+    """From one compression's trace.tsv files (search, then fine-tuning): the optimizer steps, and
+    for a pruning run what training reached at its last step (before finalize) and the share of
+    all steps that ran at the full target (within ``TRAINED_TOLERANCE``; a compact model's
+    fine-tuning steps count when its search ended there)."""
+    records = [read_trace(t) for t in traces]
+    out = {"steps": sum(len(r) for r in records)}
+    pruned = [r for r in records[0] if r.get("achieved") is not None]
+    if target is None or not pruned:
+        return out
+    last = pruned[-1]
+    off = abs(last["achieved"] - target)
+    at_target = 0
+    for r in reversed(pruned):  # the last stretch of steps at the full target
+        if (r.get("target") is None or abs(r["target"] - target) > 1e-6
+                or abs(r["achieved"] - target) > TRAINED_TOLERANCE):
+            break
+        at_target += 1
+    if off <= TRAINED_TOLERANCE:  # the compact model's fine-tuning keeps what the search reached
+        at_target += sum(len(r) for r in records[1:])
+    out.update({"trained_achieved": round(last["achieved"], 4), "trained_off_target": round(off, 4),
+                "steps_at_target_share": round(at_target / out["steps"], 3) if out["steps"] else 0.0})
+    return out
 
 
 def cmd_rtf(args) -> None:
@@ -134,14 +173,26 @@ def _per_utt(exp: Path, test_set: str) -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
-def significance_vs_dense(rows: list[dict], exps: list[Path], test_sets: list[str]) -> None:
-    """Sets ``row["significance"][set]``: paired bootstrap of the row's WER against the dense
-    row's (None for the dense row itself, or without a dense row or per_utt.json files)."""
-    dense = next((e for r, e in zip(rows, exps) if r["method"] == "dense"), None)
+def reference_method(rows: list[dict]) -> str:
+    """dense_cont when it was trained (the matched baseline), else the starting dense model."""
+    return REFERENCE if any(r["method"] == REFERENCE for r in rows) else "dense"
+
+
+def significance_vs_reference(rows: list[dict], exps: list[Path], test_sets: list[str]) -> None:
+    """Sets ``row["reference"]`` (the tag compared with: the reference run of the same seed) and
+    ``row["significance"][set]``: paired bootstrap of the row's WER against it (None for the
+    reference runs, for the starting dense model when dense_cont is the reference, and without
+    per_utt.json files)."""
+    ref = reference_method(rows)
+    by_seed = {r.get("seed"): e for r, e in zip(rows, exps) if r["method"] == ref}
     for row, exp in zip(rows, exps):
         row["significance"] = {}
+        dense = None
+        if row["method"] not in (ref, "dense") and by_seed:
+            dense = by_seed.get(row.get("seed"), next(iter(by_seed.values())))
+        row["reference"] = None if dense is None else dense.name.removeprefix("asr_")
         for s in test_sets:
-            a = _per_utt(dense, s) if dense is not None and exp != dense else None
+            a = _per_utt(dense, s) if dense is not None else None
             b = _per_utt(exp, s) if a is not None else None
             sig = None
             if b is not None:
@@ -152,13 +203,102 @@ def significance_vs_dense(rows: list[dict], exps: list[Path], test_sets: list[st
             row["significance"][s] = sig
 
 
+def pooled(per_utts: list[dict | None]) -> dict | None:
+    """Per-utterance errors and reference words summed over runs (seeds) of one system; None if
+    any run lacks per_utt.json."""
+    if not per_utts or any(p is None for p in per_utts):
+        return None
+    out: dict = {}
+    for p in per_utts:
+        for u, (e, w) in p.items():
+            acc = out.setdefault(u, [0, 0])
+            acc[0] += e
+            acc[1] += w
+    return out
+
+
+def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> list[dict]:
+    """One entry per method x target (the reference included): its seeds, WER mean and std over
+    seeds, and the significance against the reference over all seeds.
+
+    Test over seeds (our choice): a paired bootstrap over utterances (Bisani & Ney, 2004) of the
+    word errors pooled over seeds, i.e. each utterance's errors summed over the method's runs and
+    over the reference's runs of the same seeds. Utterances stay the resampling unit, so the test
+    sees the variation between utterances, and the seeds' run-to-run variation enters through
+    the summed errors; with one seed it is the per-run test. Seed-to-seed spread is shown
+    separately as the std.
+    """
+    ref = reference_method(rows)
+    ref_by_seed = {r.get("seed"): e for r, e in zip(rows, exps) if r["method"] == ref}
+    groups: dict = {}
+    for row, exp in zip(rows, exps):
+        if row["method"] != "dense" or ref == "dense":
+            key = (row["method"], row.get("target_sparsity") or 0.0)
+            groups.setdefault(key, []).append((row, exp))
+    out = []
+    for (method, target), members in groups.items():
+        g = {"method": method, "target_sparsity": target,
+             "tags": [r["tag"] for r, _ in members], "seeds": [r.get("seed") for r, _ in members],
+             "sparsity_mean": round(sum(r["sparsity"] for r, _ in members) / len(members), 4),
+             "wer_mean": {}, "wer_std": {}, "significance": {}}
+        for s in test_sets:
+            w = [r["wer"][s] for r, _ in members if s in r["wer"]]
+            if w:
+                mean = sum(w) / len(w)
+                std = (sum((x - mean) ** 2 for x in w) / (len(w) - 1)) ** 0.5 if len(w) > 1 else 0.0
+                g["wer_mean"][s], g["wer_std"][s] = round(mean, 2), round(std, 2)
+            sig = None
+            if method != ref and method != "dense":
+                paired = [(e, ref_by_seed[r.get("seed")]) for r, e in members if r.get("seed") in ref_by_seed]
+                a = pooled([_per_utt(re, s) for _, re in paired])
+                b = pooled([_per_utt(e, s) for e, _ in paired])
+                if a is not None and b is not None:
+                    try:
+                        sig = {**paired_bootstrap(a, b, n_boot=N_BOOT), "seeds": len(paired)}
+                    except ValueError as e:
+                        logging.warning("%s@%s vs %s on %s: %s", method, target, ref, s, e)
+            g["significance"][s] = sig
+        out.append(g)
+    return out
+
+
+def frontier(groups: list[dict], test_set: str, alpha: float = 0.05) -> dict[str, float | None]:
+    """Per pruning method: the highest target whose WER on ``test_set`` is not significantly above
+    the reference's (pooled over seeds: p >= alpha, or not above at all); None if no target is."""
+    out: dict = {}
+    for g in groups:
+        sig = g["significance"].get(test_set)
+        if sig is None:
+            continue
+        ok = sig["delta_wer"] <= 0 or sig["p_value"] >= alpha
+        best = out.get(g["method"])
+        out.setdefault(g["method"], None)
+        if ok and (best is None or g["target_sparsity"] > best):
+            out[g["method"]] = g["target_sparsity"]
+    return out
+
+
+def protocol_problems(rows: list[dict], min_share: float) -> list[str]:
+    """The pruning runs that broke the protocol's target rule: fewer than ``min_share`` of their
+    steps ran at the full target (read from their traces, ``steps_at_target_share``)."""
+    bad = []
+    for r in rows:
+        share = r.get("steps_at_target_share")
+        if share is not None and share < min_share:
+            bad.append(f"{r['tag']}: {share:.0%} of its steps ran at the full target "
+                       f"{r.get('target_sparsity')} (reached {r.get('trained_achieved')}), "
+                       f"the protocol needs at least {min_share:.0%}")
+    return bad
+
+
 def _order(row: dict) -> tuple:
-    return row["method"] != "dense", row["method"], row.get("target_sparsity") or 0.0, row["tag"]
+    return (row["method"] != "dense", row["method"] != REFERENCE, row["method"],
+            row.get("target_sparsity") or 0.0, row["tag"])
 
 
-def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
-    """One row per model: meta.json plus parameter counts, scores, speed and significance;
-    dense first, then by method and target sparsity."""
+def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict], list[dict]]:
+    """(rows, seed groups): one row per model, meta.json plus parameter counts, scores, speed and
+    significance, dense first, then by method and target sparsity; and ``seed_groups``."""
     rows, exps = [], []
     for meta_path in sorted(Path(exp_dir).glob("asr_*/meta.json")):
         exp = meta_path.parent
@@ -196,9 +336,11 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> list[dict]:
         row["decode_seconds"] = round(sum(r["decode_seconds"] for r in rtfs), 2) if rtfs else None
         rows.append(row)
         exps.append(exp)
-    significance_vs_dense(rows, exps, test_sets)
+    significance_vs_reference(rows, exps, test_sets)
     speedups_vs_dense(rows)
-    return sorted(rows, key=_order)
+    order = sorted(range(len(rows)), key=lambda i: _order(rows[i]))
+    rows, exps = [rows[i] for i in order], [exps[i] for i in order]
+    return rows, seed_groups(rows, exps, test_sets)
 
 
 def speedups_vs_dense(rows: list[dict]) -> None:
@@ -219,17 +361,41 @@ def _fmt(v, f: str = "{}") -> str:
     return "-" if v is None else f.format(v)
 
 
-def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None) -> str:
+def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None,
+             select: str = "last", groups: list[dict] | None = None,
+             front: dict[str, float | None] | None = None) -> str:
     """RESULTS.md: the table of ``rows``, the per-layer sparsity table, and links to
-    ``figures`` ({title: PNG file name next to the markdown})."""
-    head = ["tag", "method", "target", "sparsity", "model sparsity", "params", "nonzero", "extra params"]
-    head += [f"WER {s}" for s in test_sets] + [f"p vs dense {s}" for s in test_sets]
+    ``figures`` ({title: PNG file name next to the markdown}). ``select``: the checkpoint rule
+    (``best_dev``: dev chose the checkpoints, so the held-out sets' p-values come first)."""
+    ref = reference_method(rows)
+    p_sets = list(test_sets)
+    if select == "best_dev":  # held-out sets first; dev chose the checkpoints
+        p_sets = [s for s in test_sets if "dev" not in s] + [s for s in test_sets if "dev" in s]
+    head = ["tag", "method", "target", "trained", "snap changed", "sparsity", "model sparsity", "params", "nonzero",
+            "extra params"]
+    head += [f"WER {s}" for s in test_sets]
+    head += [f"p vs {ref} {s}" + (" (selection set)" if select == "best_dev" and "dev" in s else "")
+             for s in p_sets]
     head += [f"CER {s}" for s in test_sets]
     slu = any(r.get("intent_acc") for r in rows)
     if slu:
         head += [f"intent acc {s}" for s in test_sets] + [f"SLU-F1 {s}" for s in test_sets]
     head += ["train s", "compress s", "MB on disk", "MACs/s", "decode RTF", "speedup meas. / ideal"]
     lines = ["# Results", "",
+             f"Protocol: every pruned model is compared with **{ref}**"
+             + (" (the dense model continued from the same checkpoint for the same optimizer "
+                "steps, lr schedule, data and seed, with no pruner)" if ref == REFERENCE else
+                " (no dense_cont was trained, so the reference is the starting dense model, which "
+                "had no extra training: differences mix pruning with extra training)")
+             + "; every model is decoded from "
+             + ("its last epoch's checkpoint" if select == "last" else
+                "its best-dev-CER checkpoint, so dev is the selection set and its p-values are "
+                "not held-out evidence")
+             + ". trained = what training reached before finalize (the constrained sparsity, size "
+             "or MACs reduction at the last training step); a row marked **(snap)** ended more than "
+             f"{TRAINED_TOLERANCE} from its target: the target was decided by finalize, not by "
+             "training; snap changed = share of the kept weights or units that finalize's snap changed. "
+             "dense = the starting model.", "",
              "Written by the recipe's results stage from `exp/results.json`. WER/CER in % (SLU "
              "recipes add intent accuracy and SLU-F1 in %, `espnet_pinch/scoring/slu.py`; their WER "
              "is over the whole target: intent, entity markers and words); "
@@ -248,11 +414,14 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         sig = r.get("significance") or {}
+        snapped = (r.get("trained_off_target") or 0.0) > TRAINED_TOLERANCE
         cells = [r["tag"], r["method"], _fmt(r.get("target_sparsity"), "{:.2f}"),
+                 _fmt(r.get("trained_achieved"), "{:.3f}") + (" **(snap)**" if snapped else ""),
+                 _fmt(r.get("snap_changed_units"), "{:.1%}"),
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
                  f"{r['params_nonzero'] / 1e6:.2f} M", _fmt(r.get("extra_params"), "{:,}")]
         cells += [_fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
-        cells += [_fmt((sig.get(s) or {}).get("p_value"), "{:.3f}") for s in test_sets]
+        cells += [_fmt((sig.get(s) or {}).get("p_value"), "{:.3f}") for s in p_sets]
         cells += [_fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
         if slu:
             cells += [_fmt((r.get(k) or {}).get(s), "{:.2f}") for k in ("intent_acc", "slu_f1")
@@ -264,12 +433,14 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
                   "-" if r.get("speedup_ideal") is None
                   else f"{_fmt(r.get('speedup_measured'), '{:.2f}')} / {r['speedup_ideal']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "p vs dense: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
-              "the model's WER and the dense model's on the same utterances: "
+    lines += ["", f"p vs {ref}: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
+              f"the model's WER and {ref}'s on the same utterances: "
               f"{N_BOOT} resamples of the utterances with replacement, two-sided p-value of "
               "\"no difference\" (small p: the difference is unlikely to be chance; 0.000: every "
               "resample's difference had the same sign, p < 0.002); `results.json` also holds the "
               "difference and its 95% interval."]
+    if groups:
+        lines += _seed_section(groups, p_sets, ref, front or {}, test_sets[-1])
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
     if pruned:
         lines += ["", "## Per-layer sparsity", "",
@@ -296,22 +467,57 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
     return "\n".join(lines) + "\n"
 
 
+def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, front_set: str) -> list[str]:
+    head = ["method", "target", "seeds", "sparsity (mean)"]
+    head += [f"WER {s} mean ± std" for s in p_sets] + [f"p vs {ref} {s} (pooled)" for s in p_sets]
+    lines = ["", "## Over seeds", "",
+             f"Each method x target over its seeds: WER mean ± std (sample std over seeds), and "
+             f"the paired bootstrap against {ref} of the word errors pooled over the same seeds "
+             "(`seed_groups` in `espnet_pinch/scoring/results.py` says why).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [g["method"], f"{g['target_sparsity']:.2f}", " ".join(str(x) for x in g["seeds"]),
+                 f"{g['sparsity_mean']:.3f}"]
+        cells += ["-" if g["wer_mean"].get(s) is None else f"{g['wer_mean'][s]:.2f} ± {g['wer_std'][s]:.2f}"
+                  for s in p_sets]
+        cells += [_fmt((g["significance"].get(s) or {}).get("p_value"), "{:.3f}") for s in p_sets]
+        lines.append("| " + " | ".join(cells) + " |")
+    if front:
+        lines += ["", "## Lossless-sparsity frontier", "",
+                  f"Per method, the highest target whose {front_set} WER (pooled over seeds) is not "
+                  f"significantly above {ref}'s (p >= 0.05, or not above at all):", ""]
+        for m, t in front.items():
+            lines.append(f"- {m}: " + ("none of the targets run" if t is None else f"{t:.2f}"))
+    return lines
+
+
 def cmd_report(args) -> None:
     sets = args.test_sets.split()
-    rows = collect_rows(args.exp_dir, sets)
+    rows, groups = collect_rows(args.exp_dir, sets)
     if not rows:
         raise SystemExit(f"results: no trained models (asr_*/meta.json) under {args.exp_dir}")
+    front = frontier(groups, sets[-1])
     write_json(args.json, rows)
+    summary = Path(args.json).with_name(Path(args.json).stem + "_summary.json")
+    write_json(summary, {"reference": reference_method(rows), "select": args.select,
+                         "frontier_set": sets[-1], "frontier": front, "groups": groups})
     md = Path(args.markdown)
     figures = {}
-    if plot_wer_vs_sparsity(rows, sets[-1], md.parent / "wer_vs_sparsity.png"):
+    if plot_wer_vs_sparsity(groups, sets[-1], md.parent / "wer_vs_sparsity.png", front):
         figures[f"WER on {sets[-1]} vs sparsity"] = "wer_vs_sparsity.png"
     if plot_per_layer(rows, md.parent / "per_layer_sparsity.png"):
         figures["Per-layer sparsity"] = "per_layer_sparsity.png"
     with atomic_file(md) as tmp:
-        tmp.write_text(markdown(rows, sets, figures))
-    logging.info("results: %d rows -> %s, %s (figures: %s)", len(rows), args.json, md,
+        tmp.write_text(markdown(rows, sets, figures, select=args.select, groups=groups, front=front))
+    logging.info("results: %d rows -> %s, %s, %s (figures: %s)", len(rows), args.json, summary, md,
                  ", ".join(figures.values()) or "none")
+    problems = protocol_problems(rows, args.min_target_share)
+    if problems:
+        for p in problems:
+            print(f"PROTOCOL: {p}", file=sys.stderr)
+        raise SystemExit(f"results: {len(problems)} run(s) did not train at the full target for the "
+                         f"last {args.min_target_share:.0%} of the budget (numbers are in {md}; "
+                         "--min_target_share 0 reports without this check)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--model", required=True, help="checkpoint file name inside --exp")
     m.add_argument("--pruning", help="pruning.json of a finalized pruned model")
     m.add_argument("--macs", help="JSON of espnet_pinch.profiling.macs: its macs_per_second is kept")
+    m.add_argument("--seed", type=int, default=None, help="training seed of the run")
+    m.add_argument("--trace", nargs="+", action="extend",
+                   help="trace.tsv of each training run (train/schedule.py): steps, what training reached")
     r = sub.add_parser("rtf", help="write <decode_dir>/rtf.json after decoding")
     r.add_argument("--decode_dir", required=True)
     r.add_argument("--timing", required=True, help="timing.json written by bin.asr_inference")
@@ -336,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--test_sets", default="dev test")
     rep.add_argument("--markdown", required=True)
     rep.add_argument("--json", required=True)
+    rep.add_argument("--min_target_share", type=float, default=0.4,
+                     help="fail unless every pruning run trained at least this share of its steps "
+                          "at the full target (after writing the report)")
+    rep.add_argument("--select", choices=("last", "best_dev"), default="last",
+                     help="the checkpoint rule the recipe decoded with (noted in RESULTS.md)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     {"meta": cmd_meta, "rtf": cmd_rtf, "report": cmd_report}[args.cmd](args)

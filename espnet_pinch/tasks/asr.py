@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from espnet2.tasks import abs_task as _abs_task
 from espnet2.tasks import asr as _asr
 from espnet2.tasks.asr import ASRTask
 from espnet2.train.class_choices import ClassChoices
@@ -17,11 +18,13 @@ from espnet_pinch.encoder.linear import LinearEncoder
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 from espnet_pinch.model.asr import PinchESPnetASRModel
 from espnet_pinch.pruning import PRUNERS, AbsPruner
+from espnet_pinch.train.schedule import BudgetLR
 from espnet_pinch.train.trainer import PinchTrainer
 
 FRONTENDS = {"s3prl_pinch": PinchS3prlFrontend}
 ENCODERS = {"linear": LinearEncoder}
 MODELS = {"pinch": PinchESPnetASRModel}
+SCHEDULERS = {"budgetlr": BudgetLR}  # ESPnet keeps these in a plain dict, not a ClassChoices
 
 pruner_choices = ClassChoices(
     name="pruner", classes=PRUNERS, type_check=AbsPruner, default=None, optional=True
@@ -40,6 +43,7 @@ def register() -> None:
     _register(_asr.frontend_choices, FRONTENDS)
     _register(_asr.encoder_choices, ENCODERS)
     _register(_asr.model_choices, MODELS)
+    _abs_task.scheduler_classes.update(SCHEDULERS)
 
 
 register()

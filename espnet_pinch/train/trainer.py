@@ -18,6 +18,9 @@ edited) with three additions:
   rename); on resume a checkpoint that is not a complete zip archive is moved aside to
   ``checkpoint.pth.corrupt`` and the run resumes from ``checkpoint.prev.pth`` instead.
 Preemption therefore costs at most the epoch in progress (ESPnet saves once per epoch).
+- **One schedule per compression, traced per step.** A ``BudgetLR`` scheduler
+  (``train/schedule.py``) is bound to the number of batches per epoch before training, and rank 0
+  writes ``trace.tsv`` (global step, lr, training sparsity and target) beside the checkpoints.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ from typing import Dict
 
 import torch
 from espnet2.train.trainer import Trainer
+
+from espnet_pinch.train.schedule import TRACE, BudgetLR
 
 CHECKPOINT = "checkpoint.pth"
 PREVIOUS = "checkpoint.prev.pth"
@@ -102,6 +107,26 @@ def _is_rank0(distributed_option) -> bool:
 
 
 class PinchTrainer(Trainer):
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        budget = [s for s in schedulers if isinstance(s, BudgetLR)]
+        if budget:
+            steps = len(train_iter_factory.build_iter(1))
+            core = getattr(model, "module", model)
+            trace = Path(trainer_options.output_dir) / TRACE if _is_rank0(distributed_option) else None
+            for s in budget:
+                s.bind(steps, trainer_options.max_epoch, trace,
+                       observe=getattr(core, "pruning_trace_stats", None))
+                trace = None  # one trace per run: the first optimizer's
+            logging.info(f"lr schedule: {budget[0].__class__.__name__} over "
+                         f"{budget[0].budget_epochs} epochs x {steps} steps (this run starts at "
+                         f"epoch {budget[0].start_epoch}, warm-up {budget[0].warmup_steps} steps)")
+        super().run(model=model, optimizers=optimizers, schedulers=schedulers,
+                    train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                    plot_attention_iter_factory=plot_attention_iter_factory,
+                    trainer_options=trainer_options, distributed_option=distributed_option)
+
     @staticmethod
     def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0,
                strict: bool = True):

@@ -3,7 +3,7 @@ import pytest
 
 from espnet_pinch.bin.epochs import main, split_epochs
 
-NASCP = {"max_epoch": 20, "pruner_conf": {"finetune_epochs": 6}}
+NASCP = {"max_epoch": 20, "pruner_conf": {"finetune_epochs": 6}, "scheduler": "budgetlr"}
 
 
 def test_config_split_and_overrides():
@@ -21,3 +21,12 @@ def test_no_search_epoch_left_is_an_error(tmp_path, capsys):
     conf.write_text("max_epoch: 1\npruner_conf: {finetune_epochs: 1}\n")
     assert main(["--config", str(conf)]) == 1
     assert "no search epoch" in capsys.readouterr().err
+
+
+def test_a_structured_method_needs_the_budget_schedule(tmp_path, capsys):
+    with pytest.raises(ValueError, match="scheduler: warmuplr cannot continue"):
+        split_epochs({**NASCP, "scheduler": "warmuplr"}, [])
+    conf = tmp_path / "c.yaml"
+    conf.write_text("max_epoch: 4\nscheduler: budgetlr\npruner_conf: {finetune_epochs: 1}\n")
+    assert main(["--config", str(conf)]) == 0
+    assert capsys.readouterr().out.split() == ["3", "1", "4"]

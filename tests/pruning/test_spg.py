@@ -50,17 +50,44 @@ def test_fused_estimator_matches_straight_through_reference():
 
 
 def test_gradients_reach_weights_and_thresholds():
+    """The ASR loss alone must reach every threshold (through the soft mask), with the gradient of
+    the straight-through surrogate W * (H + M - stopgrad(M)); the sparsity term alone too."""
     model = mlp()
     pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0)
     pruner.before_forward()
     x = torch.randn(8, 16)
-    asr_like = model(x).pow(2).mean()
-    extra, stats = pruner.loss()
-    (asr_like + extra).backward()
+    model(x).pow(2).mean().backward()  # the ASR-like loss only
+    asr_grads = {}
     for name, layer in pruner.layers.items():
         gate = layer.parametrizations.weight[0]
         assert gate.threshold.grad is not None and gate.threshold.grad != 0, name
         assert layer.parametrizations.weight.original.grad.abs().sum() > 0, name
+        asr_grads[name] = gate.threshold.grad.clone()
+    # the same gradient by plain autograd on the surrogate, layer by layer
+    ref = mlp()
+    thetas = {}
+    for (name, layer), m in zip(pruner.layers.items(), (ref[0], ref[2], ref[4])):
+        gate = layer.parametrizations.weight[0]
+        w = layer.parametrizations.weight.original.detach()
+        theta = gate.threshold.detach().clone().requires_grad_(True)
+        t = theta * gate.gain * gate.scale.sqrt()
+        soft = torch.sigmoid((w * w - t ** 2) / (2 * gate.tau * gate.scale))
+        hard = (w * w >= t.detach() ** 2).to(w.dtype)
+        del m.weight  # a plain tensor in its place: the surrogate's value and graph
+        m.weight = w * (hard + soft - soft.detach())
+        thetas[name] = theta
+    ref(x).pow(2).mean().backward()
+    for name, theta in thetas.items():
+        torch.testing.assert_close(asr_grads[name], theta.grad, rtol=1e-4, atol=1e-8)
+    # the sparsity term alone reaches them too
+    model.zero_grad()
+    for _, gate, w in pruner.gates():
+        gate.threshold.grad = None
+        gate(w)
+    extra, stats = pruner.loss()
+    extra.backward()
+    for name, gate, _ in pruner.gates():
+        assert gate.threshold.grad is not None and gate.threshold.grad != 0, name
     assert set(stats) >= {"loss_sparsity", "sparsity", "target_sparsity", "lambda1"}
 
 

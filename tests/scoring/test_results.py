@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from espnet_pinch.pruning.layers import SSL_STATE_PREFIX
-from espnet_pinch.scoring.results import espnet_training_seconds, main, markdown, param_counts
+from espnet_pinch.scoring.results import (
+    espnet_training_seconds, main, markdown, param_counts, trace_summary,
+)
 
 FC1 = SSL_STATE_PREFIX + "encoder.layers.0.fc1.weight"
 LOG_LINE = ("[vm] 2026 (trainer:394) INFO: {e}epoch results: [train] iter_time=0.03, loss=1.0, "
@@ -30,26 +32,85 @@ def test_no_completed_epoch_is_an_error(tmp_path):
         espnet_training_seconds(tmp_path / "train.log")
 
 
+def _rows(reference: str = "dense_cont") -> list[dict]:
+    base = {"params_total": 2_200_000, "cer": {"test": 9.5, "dev": 12.0}, "train_seconds": 1000,
+            "bytes_on_disk": 8_800_000, "macs_per_second": 12_345_678, "decode_rtf": 0.05}
+    rows = [{**base, "tag": "dense", "method": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
+             "sparsity_model": 0.0, "params_nonzero": 2_200_000, "wer": {"test": 20.0, "dev": 30.0},
+             "compression_seconds": None, "significance": {"test": None, "dev": None}},
+            {**base, "tag": "spg_0.5", "method": "spg", "target_sparsity": 0.5, "sparsity": 0.5,
+             "sparsity_model": 0.45, "params_nonzero": 1_210_000, "wer": {"test": 25.0, "dev": 31.0},
+             "compression_seconds": 1010, "bytes_on_disk": 5_000_000, "macs_per_second": None,
+             "extra_params": 30, "trained_achieved": 0.41, "trained_off_target": 0.09,
+             "snap_changed_units": 0.153,
+             "significance": {"test": {"delta_wer": 5.0, "p_value": 0.0123, "ci95": [1, 9], "n_boot": 1000},
+                              "dev": {"delta_wer": 1.0, "p_value": 0.5, "ci95": [-1, 3], "n_boot": 1000}}}]
+    if reference == "dense_cont":
+        rows.insert(1, {**rows[0], "tag": "dense_cont", "method": "dense_cont",
+                        "wer": {"test": 21.0, "dev": 29.0}})
+    return rows
+
+
 def test_markdown_table_has_a_row_per_model():
-    rows = [{"tag": "dense", "method": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
-             "sparsity_model": 0.0,
-             "params_total": 2_200_000, "params_nonzero": 2_200_000, "wer": {"test": 20.0},
-             "cer": {"test": 9.5}, "train_seconds": 3600, "compression_seconds": None,
-             "bytes_on_disk": 8_800_000, "macs_per_second": 12_345_678, "decode_rtf": 0.05,
-             "significance": {"test": None}},
-            {"tag": "spg_0.5", "method": "spg", "target_sparsity": 0.5, "sparsity": 0.5,
-             "sparsity_model": 0.45,
-             "params_total": 2_200_000, "params_nonzero": 1_210_000, "wer": {"test": 25.0},
-             "cer": {"test": 11.0}, "train_seconds": 1000, "compression_seconds": 1010,
-             "bytes_on_disk": 5_000_000, "macs_per_second": None, "decode_rtf": 0.06,
-             "extra_params": 30,
-             "significance": {"test": {"delta_wer": 5.0, "p_value": 0.0123, "ci95": [1, 9], "n_boot": 1000}}}]
-    md = markdown(rows, ["test"])
-    assert ("| tag | method | target | sparsity | model sparsity | params | nonzero | extra params | WER test | "
-            "p vs dense test | CER test | train s | compress s | MB on disk | MACs/s | decode RTF |") in md
-    assert "| dense | dense | 0.00 | 0.000 | 0.000 | 2.20 M | 2.20 M | - | 20.00 | - | 9.50 | 3600 | - | 8.80 | 12.3 M | 0.050 |" in md
-    assert "| spg_0.5 | spg | 0.50 | 0.500 | 0.450 | 2.20 M | 1.21 M | 30 | 25.00 | 0.012 | 11.00 | 1000 | 1010 | 5.00 | - | 0.060 |" in md
+    md = markdown(_rows(), ["dev", "test"])
+    assert ("| tag | method | target | trained | snap changed | sparsity | model sparsity | params | "
+            "nonzero | extra params | WER dev | WER test | p vs dense_cont dev | p vs dense_cont test | "
+            "CER dev | CER test | train s | compress s | MB on disk | MACs/s | decode RTF |") in md
+    assert ("| dense_cont | dense_cont | 0.00 | - | - | 0.000 | 0.000 | 2.20 M | 2.20 M | - | 29.00 "
+            "| 21.00 | - | - | 12.00 | 9.50 | 1000 | - | 8.80 | 12.3 M | 0.050 |") in md
+    # training ended 0.09 from its target: flagged, with the reached value and the snap's share
+    assert ("| spg_0.5 | spg | 0.50 | 0.410 **(snap)** | 15.3% | 0.500 | 0.450 | 2.20 M | 1.21 M | 30 "
+            "| 31.00 | 25.00 | 0.500 | 0.012 | 12.00 | 9.50 | 1000 | 1010 | 5.00 | - | 0.050 |") in md
+    assert "compared with **dense_cont**" in md and "its last epoch's checkpoint" in md
     assert "paired bootstrap" in md and "1000 resamples" in md and "two-sided" in md
+
+
+def test_markdown_with_best_dev_selection_reports_the_held_out_set_first():
+    md = markdown(_rows(), ["dev", "test"], select="best_dev")
+    assert "| p vs dense_cont test | p vs dense_cont dev (selection set) |" in md
+    assert "| 0.012 | 0.500 |" in md and "dev is the selection set" in md
+
+
+def test_markdown_without_dense_cont_says_the_reference_had_no_extra_training():
+    md = markdown(_rows(reference="dense"), ["test"])
+    assert "| p vs dense test |" in md and "no dense_cont was trained" in md
+
+
+def _write_trace(path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["step\tlr\tachieved\ttarget"] + ["\t".join(str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_trace_summary_counts_steps_at_the_full_target(tmp_path):
+    # 10 search steps: the target ramps over 4, training reaches it at step 6; 5 fine-tuning steps
+    ramp = [0.125, 0.25, 0.375, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    reached = [0.0, 0.1, 0.2, 0.3, 0.4, 0.49, 0.5, 0.51, 0.5, 0.495]
+    _write_trace(tmp_path / "s.tsv", [(k + 1, 1e-3, a, t) for k, (a, t) in enumerate(zip(reached, ramp))])
+    _write_trace(tmp_path / "f.tsv", [(k, 1e-4, "", "") for k in range(11, 16)])
+    out = trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], 0.5)
+    assert out["steps"] == 15 and out["trained_achieved"] == 0.495
+    assert out["steps_at_target_share"] == pytest.approx((5 + 5) / 15, abs=1e-3)  # steps 6-10 and fine-tuning
+    # ended 0.1 short: no step at the target, fine-tuning included
+    _write_trace(tmp_path / "s.tsv", [(k + 1, 1e-3, 0.4, 0.5) for k in range(10)])
+    out = trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], 0.5)
+    assert out["trained_off_target"] == pytest.approx(0.1) and out["steps_at_target_share"] == 0.0
+
+
+def test_meta_warns_when_finalize_decided_the_target(tmp_path, capsys):
+    exp = tmp_path / "asr_hj_size_0.5"
+    _write_log(exp / "train.log", 40)
+    _write_trace(exp / "trace.tsv", [(k + 1, 1e-3, 0.3, 0.5) for k in range(4)])
+    (exp / "pruning.json").write_text(json.dumps({
+        "per_layer_sparsity": {}, "prunable_keys": [FC1], "sparsity_before_snap": 0.3,
+        "snap_changed_units": 0.25}))
+    assert main(["meta", "--exp", str(exp), "--method", "hj", "--target_sparsity", "0.5",
+                 "--train_log", str(exp / "train.log"), "--model", "m.pth",
+                 "--pruning", str(exp / "pruning.json"), "--trace", str(exp / "trace.tsv")]) == 0
+    assert "target decided by finalize, not by training" in capsys.readouterr().out
+    meta = json.loads((exp / "meta.json").read_text())
+    assert meta["trained_achieved"] == 0.3 and meta["sparsity_before_snap"] == 0.3
+    assert meta["snap_changed_units"] == 0.25 and meta["steps"] == 4
 
 
 def _save_model(path, fc1_rows: int = 4, zero_rows: int = 0) -> None:
@@ -143,15 +204,16 @@ def _fake_exp(exp_dir, tag, method, target, errors, words, fc1_rows=4, zero_rows
             {f"u{i}": [int(e), int(w)] for i, (e, w) in enumerate(zip(errors, words))}))
 
 
-def test_report_compares_every_method_with_dense(tmp_path):
+def test_report_compares_every_method_with_dense_cont(tmp_path):
     rng = np.random.default_rng(0)
     words = rng.integers(1, 8, 130)
-    dense_err = rng.binomial(words, 0.2)
+    dense_err = rng.binomial(words, 0.2)  # dense_cont's errors; the starting model makes 3 more
     exp_dir = tmp_path / "exp"
+    _fake_exp(exp_dir, "dense_cont", "dense_cont", 0.0, dense_err, words, macs=12.3e6)
     _fake_exp(exp_dir, "ump_0.5", "ump", 0.5, dense_err, words, zero_rows=2, macs=8e6)  # same errors
     _fake_exp(exp_dir, "spg_0.5", "spg", 0.5, dense_err + 2, words, zero_rows=2, macs=8e6)  # worse
     _fake_exp(exp_dir, "spg_0.25", "spg", 0.25, dense_err + 1, words, zero_rows=1, macs=9e6)
-    _fake_exp(exp_dir, "dense", "dense", 0.0, dense_err, words, macs=12.3e6)
+    _fake_exp(exp_dir, "dense", "dense", 0.0, dense_err + 3, words, macs=12.3e6)
     _fake_exp(exp_dir, "nascp_0.5", "nascp", 0.5, dense_err, words, fc1_rows=2, per_utt=False,
               params_prunable_dense=20, params_total_dense=36)
     md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
@@ -159,9 +221,11 @@ def test_report_compares_every_method_with_dense(tmp_path):
                  "--markdown", str(md), "--json", str(js)]) == 0
 
     rows = {r["tag"]: r for r in json.loads(js.read_text())}
-    assert list(rows) == ["dense", "nascp_0.5", "spg_0.25", "spg_0.5", "ump_0.5"]
+    assert list(rows) == ["dense", "dense_cont", "nascp_0.5", "spg_0.25", "spg_0.5", "ump_0.5"]
     assert rows["dense"]["macs_per_second"] == 12.3e6 and rows["nascp_0.5"]["macs_per_second"] is None
-    assert rows["dense"]["significance"] == {"test": None}
+    assert rows["dense"]["significance"] == {"test": None}  # the starting point, not compared
+    assert rows["dense_cont"]["significance"] == {"test": None}
+    assert rows["ump_0.5"]["reference"] == "dense_cont"
     assert rows["nascp_0.5"]["significance"] == {"test": None}  # no per_utt.json: skipped
     assert rows["ump_0.5"]["significance"]["test"]["p_value"] == 1.0
     worse = rows["spg_0.5"]["significance"]["test"]
@@ -171,12 +235,12 @@ def test_report_compares_every_method_with_dense(tmp_path):
     assert rows["spg_0.5"]["sparsity"] == pytest.approx(0.5)
 
     text = md.read_text()
-    assert "| p vs dense test |" in text and "| MACs/s |" in text
-    assert "| dense | dense | 0.00 | 0.000 | 0.000 |" in text and "| 12.3 M |" in text
-    dense_line = next(l for l in text.splitlines() if l.startswith("| dense |"))
-    assert dense_line.split(" | ")[9] == "-"  # p vs dense of dense itself
+    assert "| p vs dense_cont test |" in text and "| MACs/s |" in text
+    assert "| dense | dense | 0.00 | - | - | 0.000 | 0.000 |" in text and "| 12.3 M |" in text
+    dense_line = next(l for l in text.splitlines() if l.startswith("| dense_cont |"))
+    assert dense_line.split(" | ")[11] == "-"  # p vs dense_cont of dense_cont itself
     ump_line = next(l for l in text.splitlines() if l.startswith("| ump_0.5 |"))
-    assert ump_line.split(" | ")[9] == "1.000"
+    assert ump_line.split(" | ")[11] == "1.000"  # the same errors as dense_cont
     for png in ("wer_vs_sparsity.png", "per_layer_sparsity.png"):
         assert (tmp_path / png).stat().st_size > 0
         assert f"]({png})" in text
@@ -192,3 +256,54 @@ def test_speedups_only_for_compact_models():
     speedups_vs_dense(rows)
     assert rows[1]["speedup_measured"] is None and rows[1]["speedup_ideal"] is None  # sparse: dense kernels
     assert rows[2]["speedup_measured"] == 1.5 and rows[2]["speedup_ideal"] == 2.5
+
+
+def test_seeds_are_summarised_and_tested_pooled_against_the_same_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    words = rng.integers(1, 8, 130)
+    exp_dir = tmp_path / "exp"
+    base = rng.binomial(words, 0.2)
+    _fake_exp(exp_dir, "dense", "dense", 0.0, base + 1, words)
+    for seed in (0, 1):
+        cont = rng.binomial(words, 0.2)
+        _fake_exp(exp_dir, f"dense_cont_s{seed}", "dense_cont", 0.0, cont, words, seed=seed)
+        # spg at 0.5: dense_cont's errors (no loss); at 0.8: one more error on every 4th utterance
+        _fake_exp(exp_dir, f"spg_0.5_s{seed}", "spg", 0.5, cont, words, zero_rows=2, seed=seed)
+        worse = cont + (np.arange(130) % 4 == 0)
+        _fake_exp(exp_dir, f"spg_0.8_s{seed}", "spg", 0.8, worse, words, zero_rows=3, seed=seed)
+    md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
+    assert main(["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
+                 "--markdown", str(md), "--json", str(js)]) == 0
+    rows = {r["tag"]: r for r in json.loads(js.read_text())}
+    assert rows["spg_0.8_s1"]["reference"] == "dense_cont_s1"  # each run against its own seed
+    summary = json.loads((exp_dir / "results_summary.json").read_text())
+    groups = {(g["method"], g["target_sparsity"]): g for g in summary["groups"]}
+    g = groups[("spg", 0.8)]
+    assert g["seeds"] == [0, 1] and g["significance"]["test"]["seeds"] == 2
+    # pooled over both seeds: 2 x 33 extra errors over 2 x the words
+    assert g["significance"]["test"]["delta_wer"] == pytest.approx(100 * 2 * 33 / (2 * words.sum()))
+    assert g["significance"]["test"]["p_value"] < 0.01
+    assert groups[("spg", 0.5)]["significance"]["test"]["p_value"] == 1.0
+    wers = [rows[f"dense_cont_s{s}"]["wer"]["test"] for s in (0, 1)]
+    assert groups[("dense_cont", 0.0)]["wer_std"]["test"] == pytest.approx(np.std(wers, ddof=1), abs=0.01)
+    assert summary["frontier"] == {"spg": 0.5}  # 0.8 is significantly worse
+    text = md.read_text()
+    assert "## Over seeds" in text and "| spg | 0.80 | 0 1 |" in text
+    assert "- spg: 0.50" in text
+
+
+def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    words = rng.integers(1, 8, 30)
+    err = rng.binomial(words, 0.2)
+    exp_dir = tmp_path / "exp"
+    _fake_exp(exp_dir, "dense_cont_s0", "dense_cont", 0.0, err, words, seed=0)
+    _fake_exp(exp_dir, "spg_0.5_s0", "spg", 0.5, err, words, seed=0, steps_at_target_share=0.1,
+              trained_achieved=0.45)
+    args = ["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
+            "--markdown", str(tmp_path / "R.md"), "--json", str(exp_dir / "results.json")]
+    with pytest.raises(SystemExit, match="did not train at the full target"):
+        main(args)
+    assert "spg_0.5_s0: 10% of its steps" in capsys.readouterr().err
+    assert (tmp_path / "R.md").is_file()  # the numbers are kept
+    assert main(args + ["--min_target_share", "0.1"]) == 0

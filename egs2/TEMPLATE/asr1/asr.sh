@@ -10,16 +10,20 @@
 #                      config (AN4, no network); --upstream_ckpt uses a checkpoint of your own
 #   5 collect stats    ESPnet collect-stats through the upstream; features written with kaldiio
 #   6 train            ESPnet trainer -> exp/asr_<tag>/ (dense: the bundled model unless retrained;
-#                      pruning methods: one pass from the dense model, then finalize -> final/;
-#                      structured methods (NAS-CP): search, compaction -> final/, then fine-tuning
-#                      of the compact model -> finetune/); MACs per second of audio -> macs.json
+#                      dense_cont: the dense model continued for the pruning runs' budget, the
+#                      reference of every comparison; pruning methods: one pass from the dense
+#                      model, then finalize -> final/; structured methods (NAS-CP, HJ): search,
+#                      compaction -> final/, then fine-tuning of the compact model -> finetune/,
+#                      continuing the same lr schedule); MACs per second of audio -> macs.json
 #                      (for pruned models counted by finalize)
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json;
 #                      a recipe's local/score.sh adds task scores (SLU: intent accuracy, SLU-F1)
 #   9 results          RESULTS.md and exp/results.json over every trained model
-# Stages 6-8 run for the dense model and then for every method x target sparsity: the comparison
-# of methods (RESULTS.md, results.json, wer_vs_sparsity.png) is stage 9.
+# Stages 6-8 run for the dense model, dense_cont and every method x target sparsity: the comparison
+# of methods (RESULTS.md, results.json, wer_vs_sparsity.png) is stage 9. The protocol: dense_cont
+# and every method get the same optimizer steps on one lr schedule (scheduler: budgetlr), the same
+# data and seed, and are decoded from the same kind of checkpoint (--select).
 set -euo pipefail
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 
@@ -57,13 +61,19 @@ sweep=false             # true: every method (method@targets too) over sweep_tar
 sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
 pruned_args=            # extra options for the pruning runs only
 pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
-pruned_model=latest.pth # checkpoint of a pruning run to finalize (the last epoch)
+select=last             # checkpoint that dense_cont and every method are decoded (and SPG/UMP
+                        # finalized) from: last (the last epoch) | best_dev (best dev CER; dev is
+                        # then the selection set, and RESULTS.md reports test first)
 dense_model=            # bundled dense model dir; stage 6 imports it instead of training
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
 inference_config=conf/decode.yaml  # decoding options
-inference_model=valid.cer_ctc.best.pth  # checkpoint name inside the experiment dir
-seed=0                  # training seed
+inference_model=valid.cer_ctc.best.pth  # checkpoint of the dense starting model (best dev CER)
+seeds=0                 # training seeds: dense_cont and every method x target run once per seed
+                        # (tags end in _s<seed>; RESULTS.md: mean and std over seeds, significance
+                        # pooled over seeds); a dense model trained here uses the first
 results_md=RESULTS.md   # where stage 9 writes the readable table
+min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
+                        # at least this share of its steps at the full target (0: report only)
 
 . utils/parse_options.sh
 . ./path.sh   # puts tools/venv first on PATH (installing it on first use)
@@ -75,15 +85,27 @@ export OMP_NUM_THREADS=$nthreads MKL_NUM_THREADS=$nthreads
 [ -z "$asr_tag" ] && asr_tag=$(basename "$asr_config" .yaml | sed 's/^train_//')
 token_dir=$data_dir/token_list/$token_type
 dense_exp=$exp_dir/asr_$asr_tag
-# Experiments of stages 6-8: "tag method target config".
-exps=("$asr_tag dense 0 $asr_config")
+# Experiments of stages 6-8: "tag method target config seed".
+read -r -a seed_list <<< "$seeds"
+exps=("$asr_tag dense 0 $asr_config ${seed_list[0]}")
 for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
   m=${spec%%@*}; targets=$target_sparsities
   [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
   c=conf/train_$m$conf_suffix.yaml
   [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
-  for t in $targets; do exps+=("${m}_$t $m $t $c"); done
+  for t in $targets; do for s in "${seed_list[@]}"; do exps+=("${m}_${t}_s$s $m $t $c $s"); done; done
 done
+if [ -n "$methods" ]; then  # the matched dense baseline: every comparison is against it
+  c=conf/train_dense_cont$conf_suffix.yaml
+  [ -f "$c" ] || { log "no config $c for dense_cont, the matched dense baseline"; exit 2; }
+  cont=(); for s in "${seed_list[@]}"; do cont+=("dense_cont_s$s dense_cont 0 $c $s"); done
+  exps=("${exps[0]}" "${cont[@]}" "${exps[@]:1}")
+fi
+case $select in
+  last) sel_model=latest.pth ;;
+  best_dev) sel_model=valid.cer_ctc.best.pth ;;
+  *) log "--select must be last or best_dev, got '$select'"; exit 2 ;;
+esac
 stats_dir=$exp_dir/asr_stats_$token_type
 decode_ngpu=$(( ngpu > 1 ? 1 : ngpu ))
 [ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
@@ -165,57 +187,81 @@ if run_stage 5 "$stats_dir/.done"; then
   touch "$stats_dir/.done"
 fi
 
-train_dense() {  # tag config
-  local asr_exp=$exp_dir/asr_$1 config=$2
+train_dense() {  # tag config seed
+  local asr_exp=$exp_dir/asr_$1 config=$2 seed=$3
   log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${dense_train_opts[@]}" \
-    --output_dir "$asr_exp" $asr_args \
+    --seed "$seed" --output_dir "$asr_exp" $asr_args \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
     --train_log "$asr_exp/train.log" --model "$inference_model"
 }
 
-train_pruned() {  # tag method target config
-  local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4
-  local init=$dense_exp/$inference_model split search_epochs ft_epochs
+# train_pruned TAG METHOD TARGET CONFIG SEED: one compression from the dense model on the budget
+# of CONFIG (method dense_cont: no pruner, no finalize: the matched dense baseline).
+train_pruned() {
+  local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4 seed=$5
+  local init=$dense_exp/$inference_model split search_epochs ft_epochs total_epochs
+  local pruner_opts=() sched_opts=() finalize_model=$sel_model
   # shellcheck disable=SC2086
   split=$($python -m espnet_pinch.bin.epochs --config "$config" -- $asr_args $pruned_args) \
     || { log "Stage 6 failed: the epochs of $config (above)"; exit 1; }
-  read -r search_epochs ft_epochs <<< "$split"
-  log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp" \
-      "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"))"
+  read -r search_epochs ft_epochs total_epochs <<< "$split"
+  if [ "$method" = dense_cont ]; then
+    log "Stage 6: dense_cont: continue $init with $config for the pruning runs' budget" \
+        "($total_epochs epochs, no pruner) -> $asr_exp (log: $asr_exp/train.log)"
+  else
+    pruner_opts=(--pruner_conf "target_sparsity=$target")
+    log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp" \
+        "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"); log: $asr_exp/train.log)"
+  fi
+  if [ "$ft_epochs" -gt 0 ]; then
+    # one lr schedule over search + fine-tuning; the compaction point is the end of the search
+    sched_opts=(--scheduler_conf "budget_epochs=$total_epochs"); finalize_model=latest.pth
+  fi
   # shellcheck disable=SC2086
   $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
-    --output_dir "$asr_exp" --init_param "$init" --pruner_conf "target_sparsity=$target" \
+    --output_dir "$asr_exp" --init_param "$init" "${pruner_opts[@]}" "${sched_opts[@]}" --seed "$seed" \
     $asr_args $pruned_args --max_epoch "$search_epochs" \
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+  if [ "$method" = dense_cont ]; then
+    $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense_cont \
+      --train_log "$asr_exp/train.log" --trace "$asr_exp/trace.tsv" --model "$sel_model" --seed "$seed"
+    return
+  fi
   local start; start=$(date +%s)
-  $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$pruned_model" \
+  $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$finalize_model" \
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
     || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
   local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
+  local traces=("$asr_exp/trace.tsv")
   cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
   if [ "$ft_epochs" -gt 0 ]; then
-    log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs -> $asr_exp/finetune"
+    # The schedule continues from the end of the search (no second warm-up); the optimizer
+    # state is reset: the compact model's parameters are new tensors in a new ESPnet run.
+    log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs," \
+        "lr schedule continued from epoch $search_epochs of $total_epochs -> $asr_exp/finetune (log: $asr_exp/finetune/train.log)"
     # shellcheck disable=SC2086
     $train_cmd --gpu "$ngpu" "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
       --config "$asr_exp/final/config.yaml" "${data_opts[@]}" "${pruned_train_opts[@]}" \
-      --output_dir "$asr_exp/finetune" --init_param "$asr_exp/final/model.pth" \
+      --output_dir "$asr_exp/finetune" --init_param "$asr_exp/final/model.pth" --seed "$seed" \
+      --scheduler_conf "budget_epochs=$total_epochs" --scheduler_conf "start_epoch=$search_epochs" \
       $asr_args $pruned_args --max_epoch "$ft_epochs" \
       || { log "Stage 6 failed: see $asr_exp/finetune/train.log (re-run resumes)"; exit 1; }
-    logs+=("$asr_exp/finetune/train.log"); model=finetune/$inference_model
+    logs+=("$asr_exp/finetune/train.log"); model=finetune/$sel_model
+    traces+=("$asr_exp/finetune/trace.tsv")
   elif [ -f "$asr_exp/final/model.pth" ]; then
     model=final/model.pth  # structured, no fine-tuning
   fi
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
     --target_sparsity "$target" --train_log "${logs[@]}" --extra_seconds "$extra" \
-    --model "$model" --pruning "$asr_exp/final/pruning.json"
+    --model "$model" --pruning "$asr_exp/final/pruning.json" --trace "${traces[@]}" --seed "$seed"
 }
 
-common_train_opts=(--ngpu "$ngpu" --seed "$seed" --resume true)
+common_train_opts=(--ngpu "$ngpu" --resume true)
 # One process per GPU (ESPnet spawns them); the pruning state is checked equal across them after
 # every epoch (espnet_pinch/train/trainer.py).
 [ "$ngpu" -gt 1 ] && common_train_opts+=(--multiprocessing_distributed true)
@@ -236,27 +282,28 @@ pruned_train_opts=("${common_train_opts[@]}"
 model_of() {
   local asr_exp=$exp_dir/asr_$1
   if [ "$2" = dense ]; then echo "$asr_exp/config.yaml $asr_exp/$inference_model"
-  elif [ -f "$asr_exp/finetune/config.yaml" ]; then echo "$asr_exp/finetune/config.yaml $asr_exp/finetune/$inference_model"
+  elif [ "$2" = dense_cont ]; then echo "$asr_exp/config.yaml $asr_exp/$sel_model"
+  elif [ -f "$asr_exp/finetune/config.yaml" ]; then echo "$asr_exp/finetune/config.yaml $asr_exp/finetune/$sel_model"
   elif [ -f "$asr_exp/final/model.pth" ]; then echo "$asr_exp/final/config.yaml $asr_exp/final/model.pth"
   else echo "$asr_exp/final/config.yaml $asr_exp/final/model.sparse.pt"; fi
 }
 
 for e in "${exps[@]}"; do
-  read -r tag method target config <<< "$e"
+  read -r tag method target config seed <<< "$e"
   asr_exp=$exp_dir/asr_$tag
 
   if run_stage 6 "$asr_exp/.done"; then
     mkdir -p "$asr_exp"
     if [ "$method" != dense ]; then
-      train_pruned "$tag" "$method" "$target" "$config"
+      train_pruned "$tag" "$method" "$target" "$config" "$seed"  # dense_cont too
     elif [ -n "$dense_model" ] && [ "$retrain_dense" = false ]; then
       log "Stage 6: import the bundled dense model $dense_model -> $asr_exp (--retrain_dense true trains it)"
       $python -m espnet_pinch.bin.bundle import --bundle "$dense_model" --exp "$asr_exp" \
         --token_list "$token_dir/tokens.txt" --bpemodel "$token_dir/spm.model" --name "$inference_model"
     else
-      train_dense "$tag" "$config"
+      train_dense "$tag" "$config" "$seed"
     fi
-    if [ "$method" = dense ]; then  # a pruned model's MACs were counted by finalize
+    if [ "$method" = dense ] || [ "$method" = dense_cont ]; then  # pruned: counted by finalize
       read -r model_config model_file <<< "$(model_of "$tag" "$method")"
       log "Stage 6: MACs per second of audio of $model_file -> $asr_exp/macs.json"
       $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
@@ -300,6 +347,8 @@ done
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
-    --markdown "$results_md" --json "$exp_dir/results.json"
+    --markdown "$results_md" --json "$exp_dir/results.json" --select "$select" \
+    --min_target_share "$min_target_share" \
+    || { log "Stage 9 failed: see the lines above (the table is in $results_md)"; exit 1; }
 fi
 log "Done (stages $stage..$stop_stage)"
