@@ -29,7 +29,9 @@ import sys
 from pathlib import Path
 
 from espnet_pinch.data.audio import read_audio
-from espnet_pinch.data.kaldi_dir import CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+from espnet_pinch.data.kaldi_dir import (
+    CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+)
 
 _LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
 _SKIP = {"<s>", "</s>", "<sil>"}

@@ -32,7 +32,9 @@ import sys
 from pathlib import Path
 
 from espnet_pinch.data.audio import read_audio
-from espnet_pinch.data.kaldi_dir import CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+from espnet_pinch.data.kaldi_dir import (
+    CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+)
 from espnet_pinch.utils.atomic import write_json
 
 RATE = 16000
