@@ -80,8 +80,8 @@ def _warn_long(out: Path, lengths: dict[str, int], max_seconds: float) -> None:
         return
     shown = ", ".join(f"{key} ({-n / RATE:.1f} s)" for n, key in long[:_SHOW_LONG])
     more = f" and {len(long) - _SHOW_LONG} more" if len(long) > _SHOW_LONG else ""
-    logging.warning("%s: %d utterances longer than %g s (kept; see --max_seconds), longest first: %s%s",
-                    out, len(long), max_seconds, shown, more)
+    logging.warning("%s: %d utterance%s longer than %g s (kept; see --max_seconds), longest first: %s%s",
+                    out, len(long), "s"[:len(long) > 1], max_seconds, shown, more)
 
 
 def _write(tmp: Path, out: Path, entries: list, texts: dict, spks: dict) -> tuple[int, dict[str, int]]:

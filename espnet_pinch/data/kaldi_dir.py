@@ -166,5 +166,6 @@ class CharCheck:
         if not self.lines:
             return
         counts = ", ".join(f"{c} x{n}" for c, n in self.counts.most_common())
-        log.warning("%s: %d lines with characters outside %s's alphabet (%s): %s; e.g. %s", where,
-                    self.lines, self.corpus, self.alphabet, counts, "; ".join(self.examples))
+        log.warning("%s: %d line%s with characters outside %s's alphabet (%s): %s; e.g. %s", where,
+                    self.lines, "s"[:self.lines > 1], self.corpus, self.alphabet, counts,
+                    "; ".join(self.examples))
