@@ -11,6 +11,13 @@ The dev set is held out from train by speaker (whole speakers, chosen determinis
 Every audio file is opened and checked (rate, emptiness, header) so that a bad file stops the
 stage with its name instead of failing an hour later inside the trainer.
 
+Inputs are read strictly (``kaldi_dir.read_id_lines``): an utterance id twice in a transcription
+or file list, or a byte that is not UTF-8, stops the prep naming the file and the line(s).
+Transcripts follow AN4's convention, upper-case A-Z words: a non-ASCII or invisible character
+(an accented letter, a zero-width space) stops the prep, naming the line and the code point;
+lowercase letters are upper-cased and other ASCII (punctuation, digits) kept, both counted in one
+warning with example lines, since each would otherwise silently become a token of its own.
+
 Usage: python -m espnet_pinch.data.an4 --corpus ../shared/data/an4 --out data [--dev_speakers 6]
 """
 from __future__ import annotations
@@ -22,7 +29,9 @@ import sys
 from pathlib import Path
 
 from espnet_pinch.data.audio import read_audio
-from espnet_pinch.data.kaldi_dir import CorpusError, Utterance, write_kaldi_dir
+from espnet_pinch.data.kaldi_dir import (
+    CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+)
 
 _LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
 _SKIP = {"<s>", "</s>", "<sil>"}
@@ -33,18 +42,21 @@ def parse_transcription(path: Path) -> dict[str, str]:
     """``WORDS (utt-id)`` lines -> {utt-id: WORDS}, sentence markers removed."""
     if not path.is_file():
         raise CorpusError(f"{path}: transcription file not found")
-    out: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    chars = CharCheck("AN4", "upper-case A-Z words", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", fatal=non_ascii)
+
+    def split(line: str, n: int) -> tuple[str, str]:
         m = _LINE.match(line)
         if m is None:
             raise CorpusError(f"{path}:{n}: transcript line has no '(utterance-id)': {line!r}")
         words = [w for w in m["text"].split() if w.lower() not in _SKIP]
         if not words:
             raise CorpusError(f"{path}:{n}: empty transcript for {m['id']}")
-        out[m["id"]] = " ".join(words).upper()
-    return out
+        chars.check(" ".join(words), f"{path}:{n}")
+        return m["id"], " ".join(words).upper()
+
+    texts = read_id_lines(path, split)
+    chars.report(path)
+    return {uid: text for uid, (text, _) in texts.items()}
 
 
 def load_split(corpus: Path, split: str, check_audio: bool = True) -> list[Utterance]:
@@ -54,18 +66,18 @@ def load_split(corpus: Path, split: str, check_audio: bool = True) -> list[Utter
     fileids = etc / f"an4_{split}.fileids"
     if not fileids.is_file():
         raise CorpusError(f"{fileids}: file list not found")
-    utts = []
-    for n, line in enumerate(fileids.read_text().splitlines(), 1):
-        rel = line.strip()
-        if not rel:
-            continue
-        parts = rel.split("/")
+
+    def parse_fileid(line: str, n: int) -> tuple[str, list[str]]:
+        parts = line.strip().split("/")
         if len(parts) != 3:
-            raise CorpusError(f"{fileids}:{n}: expected 'dir/speaker/id', got {rel!r}")
-        _, spk, uid = parts
+            raise CorpusError(f"{fileids}:{n}: expected 'dir/speaker/id', got {line.strip()!r}")
+        return parts[2], parts
+
+    utts = []
+    for uid, ((wavdir, spk, _), n) in read_id_lines(fileids, parse_fileid).items():
         if uid not in texts:
             raise CorpusError(f"{fileids}:{n}: no transcript for {uid}")
-        audio = (corpus / "wav" / f"{rel}.sph").resolve()
+        audio = (corpus / "wav" / wavdir / spk / f"{uid}.sph").resolve()
         if check_audio:
             read_audio(audio, expected_rate=16000)
         utts.append(Utterance(f"{spk}-{uid}", spk, str(audio), texts[uid]))

@@ -29,7 +29,8 @@ def read_sphere_header(path: str | Path) -> dict:
         with open(path, "rb") as f:
             head = f.read(header_size)
     fields: dict = {"header_size": header_size}
-    for line in head[16:header_size].decode("ascii", errors="replace").splitlines():
+    # Header lines 1-2 are "NIST_1A" and the header size; the fields start on line 3.
+    for n, line in enumerate(head[16:header_size].decode("ascii", errors="replace").splitlines(), 3):
         parts = line.strip().split(None, 2)
         if not parts or parts[0] == "end_head":
             if parts:
@@ -38,7 +39,12 @@ def read_sphere_header(path: str | Path) -> dict:
         if len(parts) != 3:
             continue
         key, typ, val = parts
-        fields[key] = int(val) if typ == "-i" else float(val) if typ == "-r" else val
+        try:
+            fields[key] = int(val) if typ == "-i" else float(val) if typ == "-r" else val
+        except ValueError:
+            kind = "an integer" if typ == "-i" else "a real number"
+            raise AudioError(f"{path}: SPHERE header line {n}: field {key} {typ} {val!r} is not a number "
+                             f"({typ} declares {kind})") from None
     return fields
 
 
@@ -46,6 +52,8 @@ def read_sphere(path: str | Path) -> tuple[np.ndarray, int]:
     """Read an uncompressed 16-bit PCM SPHERE file -> (int16 samples (N,), sample_rate)."""
     path = Path(path)
     h = read_sphere_header(path)
+    if "sample_rate" not in h:  # optional in the SPHERE spec, but needed here
+        raise AudioError(f"{path}: SPHERE header has no sample_rate field")
     coding = str(h.get("sample_coding", "pcm"))
     if coding != "pcm":
         raise AudioError(f"{path}: SPHERE sample_coding '{coding}' is not supported (need pcm)")

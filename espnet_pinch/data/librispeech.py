@@ -12,6 +12,13 @@ audio file its line; every audio file is opened and checked (16 kHz, not empty, 
 file stops the stage with its name instead of failing hours later inside the trainer. A summary
 (utterances, speakers, hours per subset) goes to ``<out>/librispeech_prep.json``.
 
+Inputs are read strictly (``kaldi_dir.read_id_lines``): an utterance id twice in a transcript, or
+a byte that is not UTF-8, stops the prep naming the file and the line(s). Transcripts follow
+LibriSpeech's normalisation, upper-case letters and apostrophes: a non-ASCII or invisible
+character (an accented letter, a zero-width space) stops the prep, naming the line and the code
+point; other ASCII (lowercase, digits, punctuation) is kept as it is and counted in one warning
+per subset with example lines, since each would otherwise silently become a token of its own.
+
 Usage: python -m espnet_pinch.data.librispeech --corpus downloads --out data
            [--subsets "train-clean-100 dev-clean dev-other test-clean test-other"]
            [--max_utts N] [--skip_missing]
@@ -25,7 +32,9 @@ import sys
 from pathlib import Path
 
 from espnet_pinch.data.audio import read_audio
-from espnet_pinch.data.kaldi_dir import CorpusError, Utterance, write_kaldi_dir
+from espnet_pinch.data.kaldi_dir import (
+    CharCheck, CorpusError, Utterance, non_ascii, read_id_lines, write_kaldi_dir
+)
 from espnet_pinch.utils.atomic import write_json
 
 RATE = 16000
@@ -52,25 +61,33 @@ def find_subset(corpus: Path, subset: str) -> Path | None:
     return None
 
 
-def parse_trans(path: Path, prefix: str) -> dict[str, tuple[str, int]]:
+def text_check() -> CharCheck:
+    """The check of LibriSpeech's transcript characters (see the module docstring)."""
+    return CharCheck("LibriSpeech", "upper-case letters and apostrophes",
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ'", fatal=non_ascii)
+
+
+def parse_trans(path: Path, prefix: str, chars: CharCheck | None = None) -> dict[str, tuple[str, int]]:
     """``<prefix>-NNNN WORDS ...`` lines -> {utt-id: (WORDS, line number)}."""
-    out: dict[str, tuple[str, int]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    chars = chars or text_check()
+
+    def split(line: str, n: int) -> tuple[str, str]:
         uid, *words = line.split()
         if not re.fullmatch(rf"{re.escape(prefix)}-\d+", uid):
             raise CorpusError(f"{path}:{n}: utterance id {uid!r} does not belong here ({prefix}-NNNN)")
         if not words:
             raise CorpusError(f"{path}:{n}: empty transcript for {uid}")
-        if uid in out:
-            raise CorpusError(f"{path}:{n}: duplicate utterance id {uid} (first on line {out[uid][1]})")
-        out[uid] = (" ".join(words), n)
-    return out
+        chars.check(" ".join(words), f"{path}:{n}")
+        return uid, " ".join(words)
+
+    return read_id_lines(path, split)
 
 
-def read_chapter(chap_dir: Path) -> list[tuple[str, str, Path]]:
-    """One ``<spk>/<chapter>`` folder -> sorted [(utt-id, words, audio)]; lines and files must match."""
+def read_chapter(chap_dir: Path, chars: CharCheck | None = None) -> list[tuple[str, str, Path]]:
+    """One ``<spk>/<chapter>`` folder -> sorted [(utt-id, words, audio)]; lines and files must match.
+
+    ``chars`` collects the unexpected characters of several chapters for one warning.
+    """
     prefix = f"{chap_dir.parent.name}-{chap_dir.name}"
     trans = chap_dir / f"{prefix}.trans.txt"
     flacs = {p.stem: p for p in chap_dir.glob("*.flac")}
@@ -78,7 +95,7 @@ def read_chapter(chap_dir: Path) -> list[tuple[str, str, Path]]:
         if flacs:
             raise CorpusError(f"{trans}: transcript file not found ({len(flacs)} .flac files here)")
         return []
-    texts = parse_trans(trans, prefix)
+    texts = parse_trans(trans, prefix, chars)
     for uid, (_, n) in texts.items():
         if uid not in flacs:
             raise CorpusError(f"{trans}:{n}: no audio file {uid}.flac for this line")
@@ -98,10 +115,11 @@ def load_subset(
     """
     utts: list[Utterance] = []
     samples = 0
+    chars = text_check()
     speakers = sorted(p for p in subset_dir.iterdir() if p.is_dir())
     chapters = (c for spk in speakers for c in sorted(spk.iterdir()) if c.is_dir())
     for chap_dir in chapters:
-        for uid, text, audio in read_chapter(chap_dir):
+        for uid, text, audio in read_chapter(chap_dir, chars):
             audio = audio.resolve()
             if check_audio:
                 samples += len(read_audio(audio, expected_rate=RATE))
@@ -109,7 +127,9 @@ def load_subset(
             if len(utts) % _PROGRESS_EVERY == 0:
                 log.info("%s: %d utterances read", subset_dir.name, len(utts))
             if len(utts) == max_utts:
+                chars.report(subset_dir)
                 return utts, samples if check_audio else None
+    chars.report(subset_dir)
     return utts, samples if check_audio else None
 
 

@@ -11,7 +11,10 @@ Expected layout (``git clone https://github.com/pswietojanski/slurp``; audio fro
 download_audio.sh puts it), else ``<corpus>``. A record needs ``slurp_id``, ``intent``,
 ``sentence_annotation`` ("wake me up at [time : five am] this week") and ``recordings``
 ([{"file": ...}, ...]); every recording becomes one utterance (SLURP's evaluation is per
-recording too). A file named twice in one split is kept once (the first record wins).
+recording too). A file named twice in one split with the same target is kept once (counted in
+a warning); with another target, or a ``slurp_id`` twice in one file, stops the prep naming the
+file and both lines (keeping either would silently pick a label). A byte that is not UTF-8 stops
+it naming the line.
 
 Target text (one line of ``text``)::
 
@@ -25,6 +28,12 @@ Target text (one line of ``text``)::
   ``espnet_pinch.scoring.slu``), so scoring needs nothing but the reference and hypothesis text.
 - words: upper-cased; ``@`` -> AT, ``#`` -> HASHTAG, ``<unk>`` -> UNKNOWN, ``,`` and ``.``
   deleted (as ESPnet's slurp recipe does); ``[`` and ``]`` (markup) become spaces.
+
+Characters: after the clean-up above, a target is upper-case letters, digits and apostrophes
+(plus the intent's and types' ``_`` and the brackets). SLURP's crowd-sourced text has no stricter
+convention, so anything else (``&``, ``?``, accented letters) is kept and counted in one warning
+per file with example lines, since each becomes a token of its own; an invisible character (a
+zero-width space, a control character) is never meant and stops the prep, naming the line.
 
 ``<out>/nlsyms.txt`` lists the intent tokens seen in train, one a line: give them to the
 tokenizer as user-defined symbols (ESPnet's nlsyms) to keep every intent one unit.
@@ -49,7 +58,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from espnet_pinch.data.audio import AudioError, read_audio
-from espnet_pinch.data.kaldi_dir import CorpusError, Utterance, write_kaldi_dir
+from espnet_pinch.data.kaldi_dir import CharCheck, CorpusError, Utterance, read_id_lines, write_kaldi_dir
 from espnet_pinch.utils.atomic import atomic_file
 
 SPLITS = ("train", "devel", "test")
@@ -151,56 +160,67 @@ def load_split(jsonl: str | Path, audio_dir: str | Path, synthetic: bool = False
                max_utts: int = 0, check_audio: bool = True) -> list[Utterance]:
     """Read one SLURP JSONL file into utterances (one per recording), checking their audio.
 
-    ``max_utts`` > 0 stops after that many utterances (only those are checked).
+    ``max_utts`` > 0 stops after that many utterances (only their audio is checked; every
+    record is parsed, so that a duplicate id anywhere in the file is found).
     """
     jsonl = Path(jsonl)
     if not jsonl.is_file():
         raise CorpusError(f"{jsonl}: SLURP JSONL file not found")
     audio_root = Path(audio_dir) / ("slurp_synth" if synthetic else "slurp_real")
+    chars = CharCheck("SLURP", "upper-case letters, digits and apostrophes after the clean-up",
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'_[]", fatal=lambda c: not c.isprintable())
+
+    def parse(line: str, n: int) -> tuple[str, tuple[str, list]]:
+        where = f"{jsonl}:{n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from e
+        if not isinstance(rec, dict):
+            raise CorpusError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        sid = str(_field(rec, "slurp_id", where))
+        intent = str(_field(rec, "intent", where))
+        annotation = str(_field(rec, "sentence_annotation", where))
+        recordings = _field(rec, "recordings", where)
+        try:
+            text = format_target(intent, annotation)
+        except ValueError as e:
+            raise CorpusError(f"{where}: slurp_id {sid}: {e}") from e
+        if not isinstance(recordings, list):
+            raise CorpusError(f"{where}: 'recordings' must be a list")
+        chars.check(text, where)
+        return sid, (text, recordings)
+
+    records = read_id_lines(jsonl, parse, what="slurp_id")
+    chars.report(jsonl)
     utts: list[Utterance] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, int]] = {}  # recording file -> (target, line)
     n_dup = 0
-    with open(jsonl, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    for sid, ((text, recordings), n) in records.items():
+        where = f"{jsonl}:{n}"
+        for r in recordings:
+            file = r.get("file") if isinstance(r, dict) else None
+            if not file:
+                raise CorpusError(f"{where}: slurp_id {sid}: a recording has no 'file'")
+            if file in seen:
+                if seen[file][0] != text:
+                    raise CorpusError(f"{where}: recording {file} named again with another target "
+                                      f"{text!r} (first on line {seen[file][1]}: {seen[file][0]!r})")
+                n_dup += 1
                 continue
-            where = f"{jsonl}:{n}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from e
-            if not isinstance(rec, dict):
-                raise CorpusError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            sid = str(_field(rec, "slurp_id", where))
-            intent = str(_field(rec, "intent", where))
-            annotation = str(_field(rec, "sentence_annotation", where))
-            recordings = _field(rec, "recordings", where)
-            try:
-                text = format_target(intent, annotation)
-            except ValueError as e:
-                raise CorpusError(f"{where}: slurp_id {sid}: {e}") from e
-            if not isinstance(recordings, list):
-                raise CorpusError(f"{where}: 'recordings' must be a list")
-            for r in recordings:
-                file = r.get("file") if isinstance(r, dict) else None
-                if not file:
-                    raise CorpusError(f"{where}: slurp_id {sid}: a recording has no 'file'")
-                if file in seen:
-                    n_dup += 1
-                    continue
-                seen.add(file)
-                audio = (audio_root / file).resolve()
-                if check_audio:
-                    try:
-                        read_audio(audio, expected_rate=16000)
-                    except AudioError as e:
-                        raise CorpusError(f"{where}: slurp_id {sid}: {e}") from e
-                spk = speaker_of(file, synthetic)
-                utts.append(Utterance(f"{spk}_{sid}", spk, str(audio), text))
-                if 0 < max_utts <= len(utts):
-                    return utts
+            seen[file] = (text, n)
+            audio = (audio_root / file).resolve()
+            if check_audio:
+                try:
+                    read_audio(audio, expected_rate=16000)
+                except AudioError as e:
+                    raise CorpusError(f"{where}: slurp_id {sid}: {e}") from e
+            spk = speaker_of(file, synthetic)
+            utts.append(Utterance(f"{spk}_{sid}", spk, str(audio), text))
+            if 0 < max_utts <= len(utts):
+                return utts
     if n_dup:
-        logging.info("%s: %d recordings named twice, kept once", jsonl, n_dup)
+        logging.warning("%s: %d recordings named twice with the same target, kept once", jsonl, n_dup)
     return utts
 
 

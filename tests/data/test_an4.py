@@ -1,5 +1,6 @@
 """AN4 data prep on a mini corpus built from a few real AN4 speakers."""
 import os
+import re
 
 import pytest
 
@@ -77,3 +78,53 @@ def test_bad_audio_leaves_earlier_output(corpus, tmp_path):
     rc = an4_prep.main(["--corpus", str(corpus), "--out", str(out), "--dev_speakers", "1"])
     assert rc == 1
     assert (out / "train/wav.scp").read_text() == before
+
+
+def _edit(path, fn):
+    path.write_text("\n".join(fn(path.read_text().splitlines())) + "\n")
+
+
+@pytest.mark.parametrize("name", ["transcription", "fileids"])
+def test_duplicate_id_names_file_and_both_lines(corpus, tmp_path, name):
+    f = corpus / f"etc/an4_train.{name}"
+    lines = f.read_text().splitlines()
+    dup = lines[0] if name == "fileids" else lines[0].replace("YES", "NO")
+    _edit(f, lambda ls: ls + [dup])
+    match = rf"{f}:{len(lines) + 1}: duplicate utterance id an251-fash-b \(first on line 1\)"
+    with pytest.raises(an4_prep.CorpusError, match=match):
+        an4_prep.prepare(corpus, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_non_utf8_transcription_names_file_and_line(corpus, tmp_path):
+    f = corpus / "etc/an4_test.transcription"
+    lines = f.read_bytes().splitlines()
+    lines[3] = b"CAF\xe9 " + lines[3]  # Latin-1, not UTF-8
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    rc = an4_prep.main(["--corpus", str(corpus), "--out", str(tmp_path / "d"), "--dev_speakers", "1"])
+    assert rc == 1 and not (tmp_path / "d").exists()
+    with pytest.raises(an4_prep.CorpusError, match=rf"{f}:4: not UTF-8 \(byte 0xe9 at column 4\)"):
+        an4_prep.prepare(corpus, tmp_path / "data")
+
+
+@pytest.mark.parametrize("bad, shown", [("YES\u200bNO", "U+200B ZERO WIDTH SPACE"),
+                                         ("CAF\u00c9", "U+00C9 LATIN CAPITAL LETTER E WITH ACUTE")])
+def test_non_ascii_in_transcript_is_an_error(corpus, tmp_path, bad, shown):
+    f = corpus / "etc/an4_train.transcription"
+    _edit(f, lambda ls: [ls[0], ls[1].replace("GO", bad), *ls[2:]])
+    with pytest.raises(an4_prep.CorpusError, match=rf"{f}:2: .*{re.escape(shown)}"):
+        an4_prep.prepare(corpus, tmp_path / "data")
+
+
+def test_lowercase_and_punctuation_are_counted_and_shown(corpus, tmp_path, caplog):
+    f = corpus / "etc/an4_train.transcription"
+    _edit(f, lambda ls: [ls[0].replace("YES", "yes"), ls[1].replace("GO", "GO."),
+                         ls[2].replace("YES", "Y-E-S,"), *ls[3:]])
+    counts = an4_prep.prepare(corpus, tmp_path / "data", dev_speakers=1)
+    assert counts["train"] > 0
+    warn = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "3 lines" in warn and "lowercase" in warn and "'.'" in warn and "','" in warn
+    assert f"{f}:1" in warn and f"{f}:2" in warn
+    text = read_scp(tmp_path / "data/train/text")
+    assert text["fash-an251-fash-b"] == "YES"  # AN4's words are upper case: lowercase is folded
+    assert text["fash-an253-fash-b"] == "GO."  # kept, but not silently

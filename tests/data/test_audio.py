@@ -56,3 +56,16 @@ def test_wav_at_other_rate_is_rejected(tmp_path):
     soundfile.write(f, np.zeros(800, dtype=np.int16), 22050)
     with pytest.raises(AudioError, match="22050"):
         read_audio(f)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ("sample_rate -i 16k\n", "sample_rate.*'16k' is not a number"),
+    ("sample_count -i 800\n", "no sample_rate"),
+])
+def test_bad_sphere_header_names_file_and_field(tmp_path, fields, match):
+    f = tmp_path / "a.sph"
+    head = f"NIST_1A\n   1024\n{fields}sample_n_bytes -i 2\nend_head\n".encode()
+    f.write_bytes(head.ljust(1024, b" ") + np.ones(800, dtype="<i2").tobytes())
+    with pytest.raises(AudioError, match=match) as e:
+        read_audio(f)
+    assert str(f) in str(e.value)

@@ -2,6 +2,7 @@
 2 chapters), and broken corpora built from it. No test touches the network."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -195,3 +196,33 @@ def test_data_sh_rejects_download_with_wrong_md5(tmp_path):
                     "--data_dir", str(tmp_path / "data"), path=str(fake))
     assert r.returncode != 0 and "expected 32fa31d27d2e1cad72775fee3f4849a9" in r.stderr
     assert sorted(p.name for p in corpus.iterdir()) == []  # neither .part nor archive nor marker
+
+
+def test_non_utf8_transcript_names_file_and_line(corpus, tmp_path):
+    _, trans = _chapter(corpus)
+    lines = trans.read_bytes().splitlines()
+    lines[1] = lines[1] + b" NA\xefVE"  # Latin-1, not UTF-8
+    trans.write_bytes(b"\n".join(lines) + b"\n")
+    col = len(lines[1]) - 2
+    with pytest.raises(ls.CorpusError, match=rf"{trans}:2: not UTF-8 \(byte 0xef at column {col}\)"):
+        ls.prepare(corpus, tmp_path / "data", subsets=["test-clean"])
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("bad, shown", [("HE\u200bCOULD", "U+200B ZERO WIDTH SPACE"),
+                                         ("NA\u00efVE", "U+00EF LATIN SMALL LETTER I WITH DIAERESIS")])
+def test_non_ascii_in_transcript_is_an_error(corpus, tmp_path, bad, shown):
+    _, trans = _chapter(corpus)
+    _edit_lines(trans, lambda ls_: [ls_[0], ls_[1] + " " + bad, *ls_[2:]])
+    with pytest.raises(ls.CorpusError, match=rf"{trans}:2: .*{re.escape(shown)}"):
+        ls.prepare(corpus, tmp_path / "data", subsets=["test-clean"])
+
+
+def test_lowercase_and_punctuation_are_counted_and_shown(corpus, tmp_path, caplog):
+    _, trans = _chapter(corpus)
+    _edit_lines(trans, lambda ls_: [ls_[0] + " hello", ls_[1] + " WORLD!", *ls_[2:]])
+    ls.prepare(corpus, tmp_path / "data", subsets=["test-clean"])
+    warn = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "2 lines" in warn and "lowercase" in warn and "'!'" in warn
+    assert f"{trans}:1" in warn and f"{trans}:2" in warn
+    assert read_scp(tmp_path / "data/test_clean/text")["1089-134686-0001"].endswith(" WORLD!")

@@ -145,3 +145,53 @@ def test_local_data_sh(tmp_path):
     assert [len(read_scp(tmp_path / f"data/{s}/text")) for s in slurp.SPLITS] == [4, 2, 2]
     r = run_data_sh("--corpus", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "d"))
     assert r.returncode == 1 and "SLURP not found" in r.stderr
+
+
+def _write_records(jsonl, recs):
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_duplicate_slurp_id_names_file_and_both_lines(corpus, tmp_path):
+    jsonl = corpus / "dataset/slurp/train.jsonl"
+    recs = records("train")
+    dup = dict(recs[1], recordings=[{"file": "audio-1600000104-headset.flac"}])
+    _write_records(jsonl, recs + [dup])
+    with pytest.raises(slurp.CorpusError, match=rf"{jsonl}:5: duplicate slurp_id 102 \(first on line 2\)"):
+        slurp.prepare(corpus, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_recording_named_twice_with_another_target_is_an_error(corpus, tmp_path):
+    jsonl = corpus / "dataset/slurp/train.jsonl"
+    recs = records("train")
+    recs[3]["recordings"].append({"file": "audio-1600000102-headset.flac"})  # is 102's, a rain query
+    _write_records(jsonl, recs)
+    match = rf"{jsonl}:4: recording audio-1600000102-headset.flac named again .*\(first on line 2:"
+    with pytest.raises(slurp.CorpusError, match=match):
+        slurp.prepare(corpus, tmp_path / "data")
+
+
+def test_non_utf8_jsonl_names_file_and_line(corpus, tmp_path):
+    jsonl = corpus / "dataset/slurp/test.jsonl"
+    lines = jsonl.read_bytes().splitlines()
+    lines[1] = lines[1].replace(b"what time", b"what\xa0time")  # Latin-1 no-break space
+    jsonl.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(slurp.CorpusError, match=rf"{jsonl}:2: not UTF-8 \(byte 0xa0 at column \d+\)"):
+        slurp.prepare(corpus, tmp_path / "data")
+
+
+def test_unexpected_characters(corpus, tmp_path, caplog):
+    jsonl = corpus / "dataset/slurp/train.jsonl"
+    recs = records("train")
+    recs[1]["sentence_annotation"] = "is it going to rain in münchen & köln"
+    recs[2]["sentence_annotation"] = "turn the lights off?"
+    _write_records(jsonl, recs)
+    slurp.prepare(corpus, tmp_path / "data")
+    warn = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "2 lines" in warn and "'Ü' x1" in warn and "'Ö' x1" in warn and "'?' x1" in warn
+    assert f"{jsonl}:2" in warn and f"{jsonl}:3" in warn
+    # An invisible character is never meant: it stops the prep.
+    recs[2]["sentence_annotation"] = "turn the\u200b lights off"
+    _write_records(jsonl, recs)
+    with pytest.raises(slurp.CorpusError, match=rf"{jsonl}:3: .*U\+200B ZERO WIDTH SPACE"):
+        slurp.prepare(corpus, tmp_path / "data")

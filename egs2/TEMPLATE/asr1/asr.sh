@@ -42,6 +42,7 @@ train_set=train         # training set name
 valid_set=dev           # validation set name
 test_sets="dev test"    # sets to decode and score
 speed_perturb="0.9 1.0 1.1"  # speed perturbation factors for the training set
+max_utt_seconds=30      # stage 3 warns about (keeps) utterances longer than this; 0: no limit
 token_type=char         # sentencepiece model type: char | bpe | unigram
 nlsyms=                 # file of symbols kept as single tokens (default: $data_dir/nlsyms.txt if
                         # data prep wrote one, e.g. SLURP's intent labels)
@@ -139,11 +140,12 @@ if run_stage 3 "$dump_dir/.done"; then
   log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir (speed perturbation: $speed_perturb)"
   # The unperturbed sets (training set included: stage 5 takes its stats from it), each once.
   for dset in $(printf '%s\n' $train_set $valid_set $test_sets | sort -u); do
-    $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset"
+    $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset" --max_seconds "$max_utt_seconds"
   done
   if [ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; }; then
     # shellcheck disable=SC2086
-    $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
+    $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb \
+      --max_seconds "$max_utt_seconds"
   fi
   touch "$dump_dir/.done"
 fi
