@@ -52,6 +52,13 @@ class AbsPruner(torch.nn.Module, ABC):
         out = {"achieved": stats.get("sparsity"), "target": stats.get("target_sparsity")}
         return {k: float(v) for k, v in out.items() if v is not None}
 
+    def bind_budget(self, total_steps: int) -> None:
+        """Told the compression's total optimizer steps before training (``PinchTrainer``), so that
+        schedules given as fractions of the budget (e.g. the target ramp) can be resolved."""
+        from espnet_pinch.pruning.lagrangian import bind_budget
+
+        bind_budget(self, total_steps)
+
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""
         return sum(p.numel() for p in self.parameters())

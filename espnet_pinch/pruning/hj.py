@@ -98,7 +98,8 @@ class HJPruner(StructuredPruner):
         prune_layers: also gate whole attention and FFN blocks.
         init_log_alpha: initial log_alpha (1.0: P(z != 0) = 0.93, i.e. start near dense).
         alpha_lr_scale: learning-rate multiplier of log_alpha (> 0), see ``HardConcrete``.
-        warmup_steps: steps over which the targets ramp up linearly from 0.
+        warmup_steps: steps over which the targets ramp up linearly from 0
+            (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
         dual_lr, penalty: the sparsity term.
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the

@@ -3,7 +3,9 @@
 Augmented Lagrangian with a fixed quadratic weight:
   L = lambda1 * gap + penalty * gap^2,   gap = s - s*(k)
 where s is the method's (differentiable) sparsity and s*(k) the target at step k (linear
-warm-up). lambda1 is a buffer updated by dual ascent, lambda1 += dual_lr * gap, after each
+warm-up over ``warmup_steps``; a value in (0, 1) is a fraction of the whole compression's
+optimizer steps, resolved by the trainer from the lr schedule's budget (``bind_budget``), so one
+config ramps over the same share of any budget). lambda1 is a buffer updated by dual ascent, lambda1 += dual_lr * gap, after each
 training step: it integrates the gap until its pull balances the task loss. Why the fixed
 quadratic weight: see the SPG module docstring.
 """
@@ -18,7 +20,10 @@ def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
     check_term_conf(warmup_steps, dual_lr, penalty)
-    module.warmup_steps, module.dual_lr, module.penalty = int(warmup_steps), float(dual_lr), float(penalty)
+    module.dual_lr, module.penalty = float(dual_lr), float(penalty)
+    fraction = 0 < warmup_steps < 1
+    module.warmup_fraction = float(warmup_steps) if fraction else None
+    module.warmup_steps = None if fraction else int(warmup_steps)
     module.register_buffer("step", torch.zeros((), dtype=torch.long))
     for name in multipliers:
         module.register_buffer(name, torch.zeros(()))
@@ -34,8 +39,17 @@ def check_term_conf(warmup_steps, dual_lr, penalty) -> None:
         raise ValueError(f"pruner_conf.penalty must be >= 0, got {penalty!r}")
 
 
-def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int) -> float:
+def bind_budget(module: torch.nn.Module, total_steps: int) -> None:
+    """Resolve a fractional ``warmup_steps`` against the compression's total optimizer steps."""
+    if getattr(module, "warmup_fraction", None) is not None:
+        module.warmup_steps = max(1, round(module.warmup_fraction * total_steps))
+
+
+def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int | None) -> float:
     """s*(k): linear ramp from 0 to ``target`` over ``warmup_steps`` (none if 0)."""
+    if warmup_steps is None:
+        raise ValueError("pruner_conf.warmup_steps is a fraction of the budget, but no budget was "
+                         "bound: train with `scheduler: budgetlr` (espnet_pinch/train/schedule.py)")
     if warmup_steps == 0:
         return target
     return target * min(1.0, float(step) / warmup_steps)

@@ -41,7 +41,8 @@ class NASCPPruner(StructuredPruner):
         units: which unit kinds to search: conv, heads, ffn.
         tau_start, tau_end, tau_steps: Gumbel-softmax temperature schedule.
         arch_lr_scale: learning-rate multiplier of the architecture logits (> 0).
-        warmup_steps: steps over which the target ramps up linearly from 0.
+        warmup_steps: steps over which the target ramps up linearly from 0
+            (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
         dual_lr, penalty: the size term (as in SPG).
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after the search (the recipe

@@ -110,7 +110,8 @@ class SPGPruner(MaskPruner):
     """Args (``pruner_conf``; ``prunable`` comes from the model):
         target_sparsity: overall fraction of gated weights to remove, in [0, 1).
         tau: soft-mask temperature (> 0), relative to each layer's mean squared weight.
-        warmup_steps: training steps over which the target ramps up linearly from 0.
+        warmup_steps: training steps over which the target ramps up linearly from 0
+            (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
         layers: glob patterns of layers to gate (see ``pruning/layers.py``); add ``ctc.ctc_lo``
             to gate the CTC head.
         dual_lr: dual-ascent step size of the Lagrange multiplier lambda1 (> 0).

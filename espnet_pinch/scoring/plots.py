@@ -55,7 +55,8 @@ def plot_wer_vs_sparsity(groups: list[dict], test_set: str, path: str | Path,
     method its mean over seeds with the seed spread (± std) as error bars and its frontier
     (``results.frontier``) circled; dense_cont as a band (mean ± std over seeds), the starting
     dense model as a dashed line. False (nothing written) if no entry has that WER."""
-    scored = [g for g in groups if g["wer_mean"].get(test_set) is not None]
+    scored = [g for g in groups if g["wer_mean"].get(test_set) is not None
+              and g.get("budget_epochs") is None]
     if not scored:
         return False
     plt = _pyplot()
@@ -80,6 +81,34 @@ def plot_wer_vs_sparsity(groups: list[dict], test_set: str, path: str | Path,
     ax.set_xlabel("achieved sparsity of the prunable weights")
     ax.set_ylabel(f"WER on {test_set} (%)")
     ax.set_title(f"WER vs sparsity ({test_set}; circled: each method's lossless frontier)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return True
+
+
+def plot_wer_vs_time(groups: list[dict], test_set: str, path: str | Path) -> bool:
+    """The budget sweep: WER on ``test_set`` (mean ± std over seeds) against compression wall
+    seconds, one line per method over its budgets, dense_cont included. False if no sweep."""
+    sweep = [g for g in groups if g.get("budget_epochs") is not None
+             and g["wer_mean"].get(test_set) is not None and g.get("compression_seconds_mean")]
+    if not sweep:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in sorted({g["method"] for g in sweep}):
+        pts = sorted((g["compression_seconds_mean"], g["wer_mean"][test_set], g["wer_std"][test_set],
+                      g["budget_epochs"]) for g in sweep if g["method"] == method)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                    capsize=3, label=method, color="gray" if method == "dense_cont" else None)
+        for x, y, _, b in pts:
+            ax.annotate(f"{b}ep", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("compression wall seconds (all training runs and finalize)")
+    ax.set_ylabel(f"WER on {test_set} (%)")
+    ax.set_title(f"Compression time vs quality ({test_set}; labels: budget in epochs)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

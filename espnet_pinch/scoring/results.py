@@ -26,8 +26,8 @@ import torch
 from espnet_pinch.data.kaldi_dir import read_scp
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, matches
 from espnet_pinch.pruning.sparse import from_sparse
-from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity
-from espnet_pinch.scoring.significance import paired_bootstrap
+from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity, plot_wer_vs_time
+from espnet_pinch.scoring.significance import bootstrap_wer_ci, paired_bootstrap
 from espnet_pinch.train.schedule import read_trace
 from espnet_pinch.utils.atomic import atomic_file, write_json
 
@@ -110,11 +110,15 @@ def cmd_meta(args) -> None:
     train_s = sum(espnet_training_seconds(log) for log in args.train_log)
     meta = {
         "tag": exp.name.removeprefix("asr_"), "method": args.method,
-        "target_sparsity": args.target_sparsity, "seed": args.seed, "train_seconds": round(train_s, 1),
+        "target_sparsity": args.target_sparsity, "seed": args.seed,
+        "budget_epochs": args.budget_epochs, "budget_sweep": args.budget_sweep,
+        "train_seconds": round(train_s, 1),
         "model_path": str(exp / args.model),
     }
     if args.macs:  # written by espnet_pinch.profiling.macs
         meta["macs_per_second"] = float(json.loads(Path(args.macs).read_text())["macs_per_second"])
+    if args.method == REFERENCE:  # a training run of the same budget: its whole cost
+        meta["compression_seconds"] = round(train_s, 1)
     if args.trace:  # per-step lr and pruning state (train/schedule.py)
         meta.update(trace_summary(args.trace, args.target_sparsity if args.pruning else None))
         off = meta.get("trained_off_target")
@@ -184,12 +188,12 @@ def significance_vs_reference(rows: list[dict], exps: list[Path], test_sets: lis
     reference runs, for the starting dense model when dense_cont is the reference, and without
     per_utt.json files)."""
     ref = reference_method(rows)
-    by_seed = {r.get("seed"): e for r, e in zip(rows, exps) if r["method"] == ref}
+    by_seed = {_run_key(r): e for r, e in zip(rows, exps) if r["method"] == ref}
     for row, exp in zip(rows, exps):
         row["significance"] = {}
         dense = None
         if row["method"] not in (ref, "dense") and by_seed:
-            dense = by_seed.get(row.get("seed"), next(iter(by_seed.values())))
+            dense = by_seed.get(_run_key(row), next(iter(by_seed.values())))
         row["reference"] = None if dense is None else dense.name.removeprefix("asr_")
         for s in test_sets:
             a = _per_utt(dense, s) if dense is not None else None
@@ -201,6 +205,16 @@ def significance_vs_reference(rows: list[dict], exps: list[Path], test_sets: lis
                 except ValueError as e:
                     logging.warning("%s vs %s on %s: %s", exp, dense, s, e)
             row["significance"][s] = sig
+
+
+def _budget(row: dict) -> int | None:
+    """The budget of a budget-sweep run (None: a run on the config's budget)."""
+    return row.get("budget_epochs") if row.get("budget_sweep") else None
+
+
+def _run_key(row: dict) -> tuple:
+    """What pairs a run with its reference run: the seed and the budget."""
+    return row.get("seed"), _budget(row)
 
 
 def pooled(per_utts: list[dict | None]) -> dict | None:
@@ -229,27 +243,31 @@ def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> lis
     separately as the std.
     """
     ref = reference_method(rows)
-    ref_by_seed = {r.get("seed"): e for r, e in zip(rows, exps) if r["method"] == ref}
+    ref_by_seed = {_run_key(r): e for r, e in zip(rows, exps) if r["method"] == ref}
     groups: dict = {}
     for row, exp in zip(rows, exps):
         if row["method"] != "dense" or ref == "dense":
-            key = (row["method"], row.get("target_sparsity") or 0.0)
+            key = (row["method"], row.get("target_sparsity") or 0.0, _budget(row))
             groups.setdefault(key, []).append((row, exp))
     out = []
-    for (method, target), members in groups.items():
-        g = {"method": method, "target_sparsity": target,
+    for (method, target, budget), members in groups.items():
+        seconds = [r["compression_seconds"] for r, _ in members if r.get("compression_seconds")]
+        g = {"method": method, "target_sparsity": target, "budget_epochs": budget,
              "tags": [r["tag"] for r, _ in members], "seeds": [r.get("seed") for r, _ in members],
              "sparsity_mean": round(sum(r["sparsity"] for r, _ in members) / len(members), 4),
-             "wer_mean": {}, "wer_std": {}, "significance": {}}
+             "compression_seconds_mean": round(sum(seconds) / len(seconds), 1) if seconds else None,
+             "wer_mean": {}, "wer_std": {}, "wer_ci95": {}, "significance": {}}
         for s in test_sets:
             w = [r["wer"][s] for r, _ in members if s in r["wer"]]
             if w:
                 mean = sum(w) / len(w)
                 std = (sum((x - mean) ** 2 for x in w) / (len(w) - 1)) ** 0.5 if len(w) > 1 else 0.0
                 g["wer_mean"][s], g["wer_std"][s] = round(mean, 2), round(std, 2)
+            own = pooled([_per_utt(e, s) for _, e in members])
+            g["wer_ci95"][s] = bootstrap_wer_ci(own, n_boot=N_BOOT) if own else None
             sig = None
             if method != ref and method != "dense":
-                paired = [(e, ref_by_seed[r.get("seed")]) for r, e in members if r.get("seed") in ref_by_seed]
+                paired = [(e, ref_by_seed[_run_key(r)]) for r, e in members if _run_key(r) in ref_by_seed]
                 a = pooled([_per_utt(re, s) for _, re in paired])
                 b = pooled([_per_utt(e, s) for e, _ in paired])
                 if a is not None and b is not None:
@@ -268,13 +286,37 @@ def frontier(groups: list[dict], test_set: str, alpha: float = 0.05) -> dict[str
     out: dict = {}
     for g in groups:
         sig = g["significance"].get(test_set)
-        if sig is None:
+        if sig is None or g.get("budget_epochs") is not None:
             continue
         ok = sig["delta_wer"] <= 0 or sig["p_value"] >= alpha
         best = out.get(g["method"])
         out.setdefault(g["method"], None)
         if ok and (best is None or g["target_sparsity"] > best):
             out[g["method"]] = g["target_sparsity"]
+    return out
+
+
+def budget_frontier(groups: list[dict], test_set: str) -> dict:
+    """Compression time vs quality (the budget sweep): the reference is dense_cont at the largest
+    budget; per method, the least mean compression seconds over its budgets whose mean WER is
+    within that reference's 95% bootstrap interval or below it (None if no budget is)."""
+    sweep = [g for g in groups if g.get("budget_epochs") is not None and g["wer_mean"].get(test_set) is not None]
+    refs = [g for g in sweep if g["method"] == REFERENCE and g["wer_ci95"].get(test_set)]
+    if not refs:
+        return {}
+    ref = max(refs, key=lambda g: g["budget_epochs"])
+    hi = ref["wer_ci95"][test_set][1]
+    out: dict = {"reference": {"budget_epochs": ref["budget_epochs"], "wer_ci95": ref["wer_ci95"][test_set]},
+                 "methods": {}}
+    for g in sweep:
+        m = g["method"]
+        best = out["methods"].get(m)
+        out["methods"].setdefault(m, None)
+        if g["wer_mean"][test_set] <= hi and g.get("compression_seconds_mean") is not None and (
+                best is None or g["compression_seconds_mean"] < best["compression_seconds"]):
+            out["methods"][m] = {"budget_epochs": g["budget_epochs"],
+                                 "compression_seconds": g["compression_seconds_mean"],
+                                 "wer_mean": g["wer_mean"][test_set]}
     return out
 
 
@@ -441,6 +483,9 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
               "difference and its 95% interval."]
     if groups:
         lines += _seed_section(groups, p_sets, ref, front or {}, test_sets[-1])
+        bf = budget_frontier(groups, test_sets[-1])
+        if bf:
+            lines += _budget_section(bf, test_sets[-1])
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
     if pruned:
         lines += ["", "## Per-layer sparsity", "",
@@ -468,7 +513,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
 
 
 def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, front_set: str) -> list[str]:
-    head = ["method", "target", "seeds", "sparsity (mean)"]
+    head = ["method", "target", "budget (epochs)", "seeds", "sparsity (mean)", "compress s (mean)"]
     head += [f"WER {s} mean ± std" for s in p_sets] + [f"p vs {ref} {s} (pooled)" for s in p_sets]
     lines = ["", "## Over seeds", "",
              f"Each method x target over its seeds: WER mean ± std (sample std over seeds), and "
@@ -476,8 +521,10 @@ def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, 
              "(`seed_groups` in `espnet_pinch/scoring/results.py` says why).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
-        cells = [g["method"], f"{g['target_sparsity']:.2f}", " ".join(str(x) for x in g["seeds"]),
-                 f"{g['sparsity_mean']:.3f}"]
+        cells = [g["method"], f"{g['target_sparsity']:.2f}",
+                 "config" if g.get("budget_epochs") is None else str(g["budget_epochs"]),
+                 " ".join(str(x) for x in g["seeds"]), f"{g['sparsity_mean']:.3f}",
+                 _fmt(g.get("compression_seconds_mean"), "{:.0f}")]
         cells += ["-" if g["wer_mean"].get(s) is None else f"{g['wer_mean'][s]:.2f} ± {g['wer_std'][s]:.2f}"
                   for s in p_sets]
         cells += [_fmt((g["significance"].get(s) or {}).get("p_value"), "{:.3f}") for s in p_sets]
@@ -487,7 +534,21 @@ def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, 
                   f"Per method, the highest target whose {front_set} WER (pooled over seeds) is not "
                   f"significantly above {ref}'s (p >= 0.05, or not above at all):", ""]
         for m, t in front.items():
-            lines.append(f"- {m}: " + ("none of the targets run" if t is None else f"{t:.2f}"))
+            lines.append(f"- {m}: " + ("no target run is" if t is None else f"{t:.2f}"))
+    return lines
+
+
+def _budget_section(bf: dict, test_set: str) -> list[str]:
+    ref = bf["reference"]
+    lo, hi = ref["wer_ci95"]
+    lines = ["", "## Compression time vs quality", "",
+             f"Reference: dense_cont at the largest budget ({ref['budget_epochs']} epochs), {test_set} "
+             f"WER 95% bootstrap interval [{lo:.2f}, {hi:.2f}]. Per method, the least compression "
+             f"time (mean over seeds) whose mean {test_set} WER is within that interval or below it:", ""]
+    for m, v in bf["methods"].items():
+        lines.append(f"- {m}: " + ("no budget run is" if v is None else
+                                   f"{v['compression_seconds']:.0f} s ({v['budget_epochs']} epochs, "
+                                   f"WER {v['wer_mean']:.2f})"))
     return lines
 
 
@@ -500,11 +561,14 @@ def cmd_report(args) -> None:
     write_json(args.json, rows)
     summary = Path(args.json).with_name(Path(args.json).stem + "_summary.json")
     write_json(summary, {"reference": reference_method(rows), "select": args.select,
-                         "frontier_set": sets[-1], "frontier": front, "groups": groups})
+                         "frontier_set": sets[-1], "frontier": front,
+                         "budget_frontier": budget_frontier(groups, sets[-1]), "groups": groups})
     md = Path(args.markdown)
     figures = {}
     if plot_wer_vs_sparsity(groups, sets[-1], md.parent / "wer_vs_sparsity.png", front):
         figures[f"WER on {sets[-1]} vs sparsity"] = "wer_vs_sparsity.png"
+    if plot_wer_vs_time(groups, sets[-1], md.parent / "wer_vs_compression_time.png"):
+        figures[f"WER on {sets[-1]} vs compression time"] = "wer_vs_compression_time.png"
     if plot_per_layer(rows, md.parent / "per_layer_sparsity.png"):
         figures["Per-layer sparsity"] = "per_layer_sparsity.png"
     with atomic_file(md) as tmp:
@@ -534,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--pruning", help="pruning.json of a finalized pruned model")
     m.add_argument("--macs", help="JSON of espnet_pinch.profiling.macs: its macs_per_second is kept")
     m.add_argument("--seed", type=int, default=None, help="training seed of the run")
+    m.add_argument("--budget_epochs", type=int, default=None, help="epochs of the whole compression")
+    m.add_argument("--budget_sweep", action="store_true",
+                   help="a run of the budget sweep (compression time vs quality)")
     m.add_argument("--trace", nargs="+", action="extend",
                    help="trace.tsv of each training run (train/schedule.py): steps, what training reached")
     r = sub.add_parser("rtf", help="write <decode_dir>/rtf.json after decoding")

@@ -38,3 +38,14 @@ def paired_bootstrap(a: Mapping[str, Sequence[int]], b: Mapping[str, Sequence[in
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"delta_wer": float(delta), "p_value": float(p), "ci95": [float(lo), float(hi)],
             "n_boot": n_boot}
+
+
+def bootstrap_wer_ci(a: Mapping[str, Sequence[int]], n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """95% percentile interval of one system's WER (%) over resamples of its utterances."""
+    if not a:
+        raise ValueError("no utterances")
+    err, words = np.array([a[u] for u in sorted(a)], dtype=np.int64).reshape(-1, 2).T
+    idx = np.random.default_rng(seed).integers(0, len(err), size=(n_boot, len(err)))
+    boot = 100.0 * err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return [float(lo), float(hi)]

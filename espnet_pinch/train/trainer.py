@@ -119,6 +119,11 @@ class PinchTrainer(Trainer):
                 s.bind(steps, trainer_options.max_epoch, trace,
                        observe=getattr(core, "pruning_trace_stats", None))
                 trace = None  # one trace per run: the first optimizer's
+            pruner = getattr(core, "pruner", None)
+            if pruner is not None:
+                pruner.bind_budget(budget[0].budget_epochs * steps)
+                logging.info(f"pruner: target ramp over {getattr(pruner, 'warmup_steps', None)} "
+                             f"of {budget[0].budget_epochs * steps} steps")
             logging.info(f"lr schedule: {budget[0].__class__.__name__} over "
                          f"{budget[0].budget_epochs} epochs x {steps} steps (this run starts at "
                          f"epoch {budget[0].start_epoch}, warm-up {budget[0].warmup_steps} steps)")

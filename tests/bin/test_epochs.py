@@ -30,3 +30,11 @@ def test_a_structured_method_needs_the_budget_schedule(tmp_path, capsys):
     conf.write_text("max_epoch: 4\nscheduler: budgetlr\npruner_conf: {finetune_epochs: 1}\n")
     assert main(["--config", str(conf)]) == 0
     assert capsys.readouterr().out.split() == ["3", "1", "4"]
+
+
+def test_a_budget_keeps_the_configs_share_of_fine_tuning():
+    cfg = {"max_epoch": 4, "pruner_conf": {"finetune_epochs": 1}, "scheduler": "budgetlr"}
+    assert [split_epochs(cfg, [], b) for b in (1, 2, 4, 8)] == [(1, 0), (2, 0), (3, 1), (6, 2)]
+    assert split_epochs({"max_epoch": 4}, ["--max_epoch", "3"], 8) == (8, 0)  # SPG, UMP
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        split_epochs(cfg, [], 0)

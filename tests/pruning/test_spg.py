@@ -204,3 +204,18 @@ def test_sparse_roundtrip_conv_shapes():
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):
         SPGPruner(OrderedDict(encoder_layers_0_fc1=torch.nn.Linear(2, 2)), **{"layers": ["*"], **conf})
+
+
+def test_target_ramp_as_a_fraction_of_the_budget():
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0.4)
+    pruner.train()
+    pruner.before_forward()
+    model(torch.randn(2, 16))
+    with pytest.raises(ValueError, match="fraction of the budget"):
+        pruner.loss()  # no budget bound: refuses rather than guessing a ramp
+    pruner.bind_budget(188)
+    assert pruner.warmup_steps == 75
+    assert pruner.current_target() == 0.0
+    pruner.step.fill_(30)
+    assert pruner.current_target() == pytest.approx(0.5 * 30 / 75)

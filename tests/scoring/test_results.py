@@ -288,7 +288,7 @@ def test_seeds_are_summarised_and_tested_pooled_against_the_same_seeds(tmp_path)
     assert groups[("dense_cont", 0.0)]["wer_std"]["test"] == pytest.approx(np.std(wers, ddof=1), abs=0.01)
     assert summary["frontier"] == {"spg": 0.5}  # 0.8 is significantly worse
     text = md.read_text()
-    assert "## Over seeds" in text and "| spg | 0.80 | 0 1 |" in text
+    assert "## Over seeds" in text and "| spg | 0.80 | config | 0 1 |" in text
     assert "- spg: 0.50" in text
 
 
@@ -307,3 +307,31 @@ def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsy
     assert "spg_0.5_s0: 10% of its steps" in capsys.readouterr().err
     assert (tmp_path / "R.md").is_file()  # the numbers are kept
     assert main(args + ["--min_target_share", "0.1"]) == 0
+
+
+def test_budget_sweep_reports_the_least_time_within_dense_conts_interval(tmp_path):
+    rng = np.random.default_rng(3)
+    words = rng.integers(1, 8, 130)
+    exp_dir = tmp_path / "exp"
+    base = rng.binomial(words, 0.2)
+    for b, extra_every in ((1, 2), (2, 20), (4, 1000)):  # more budget, fewer extra errors
+        more = base + (np.arange(130) % extra_every == 0)
+        kw = dict(seed=0, budget_epochs=b, budget_sweep=True)
+        _fake_exp(exp_dir, f"dense_cont_b{b}_s0", "dense_cont", 0.0, base, words, **kw,
+                  compression_seconds=100.0 * b)
+        _fake_exp(exp_dir, f"spg_0.65_b{b}_s0", "spg", 0.65, more, words, **kw)
+    md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
+    assert main(["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
+                 "--markdown", str(md), "--json", str(js)]) == 0
+    summary = json.loads((exp_dir / "results_summary.json").read_text())
+    bf = summary["budget_frontier"]
+    assert bf["reference"]["budget_epochs"] == 4
+    lo, hi = bf["reference"]["wer_ci95"]
+    wer = {g["budget_epochs"]: g["wer_mean"]["test"] for g in summary["groups"] if g["method"] == "spg"}
+    assert wer[1] > hi >= wer[2]  # one extra error every 2nd utterance is outside, every 20th inside
+    assert bf["methods"]["spg"]["budget_epochs"] == 2
+    assert summary["frontier"] == {}  # budget runs do not enter the sparsity frontier
+    rows = {r["tag"]: r for r in json.loads(js.read_text())}
+    assert rows["spg_0.65_b2_s0"]["reference"] == "dense_cont_b2_s0"  # same budget, same seed
+    text = md.read_text()
+    assert "## Compression time vs quality" in text and "(wer_vs_compression_time.png)" in text

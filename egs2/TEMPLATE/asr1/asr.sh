@@ -60,6 +60,9 @@ conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
 sweep=false             # true: every method (method@targets too) over sweep_targets: the full curve
 sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
+budgets=                # compression time vs quality: total epoch budgets, e.g. "1 2 4 8": every
+                        # method at budget_target and dense_cont once per budget (tags _b<epochs>)
+budget_target=0.65      # the one target of the budget sweep
 pruned_args=            # extra options for the pruning runs only
 pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
 select=last             # checkpoint that dense_cont and every method are decoded (and SPG/UMP
@@ -86,20 +89,27 @@ export OMP_NUM_THREADS=$nthreads MKL_NUM_THREADS=$nthreads
 [ -z "$asr_tag" ] && asr_tag=$(basename "$asr_config" .yaml | sed 's/^train_//')
 token_dir=$data_dir/token_list/$token_type
 dense_exp=$exp_dir/asr_$asr_tag
-# Experiments of stages 6-8: "tag method target config seed".
+# Experiments of stages 6-8: "tag method target config seed budget" (budget 0: the config's).
 read -r -a seed_list <<< "$seeds"
-exps=("$asr_tag dense 0 $asr_config ${seed_list[0]}")
+exps=("$asr_tag dense 0 $asr_config ${seed_list[0]} 0")
 for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
   m=${spec%%@*}; targets=$target_sparsities
   [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
   c=conf/train_$m$conf_suffix.yaml
   [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
-  for t in $targets; do for s in "${seed_list[@]}"; do exps+=("${m}_${t}_s$s $m $t $c $s"); done; done
+  for t in $targets; do for s in "${seed_list[@]}"; do exps+=("${m}_${t}_s$s $m $t $c $s 0"); done; done
+  for b in $budgets; do for s in "${seed_list[@]}"; do
+    exps+=("${m}_${budget_target}_b${b}_s$s $m $budget_target $c $s $b")
+  done; done
 done
 if [ -n "$methods" ]; then  # the matched dense baseline: every comparison is against it
   c=conf/train_dense_cont$conf_suffix.yaml
   [ -f "$c" ] || { log "no config $c for dense_cont, the matched dense baseline"; exit 2; }
-  cont=(); for s in "${seed_list[@]}"; do cont+=("dense_cont_s$s dense_cont 0 $c $s"); done
+  cont=()
+  for s in "${seed_list[@]}"; do
+    cont+=("dense_cont_s$s dense_cont 0 $c $s 0")
+    for b in $budgets; do cont+=("dense_cont_b${b}_s$s dense_cont 0 $c $s $b"); done
+  done
   exps=("${exps[0]}" "${cont[@]}" "${exps[@]:1}")
 fi
 case $select in
@@ -201,14 +211,16 @@ train_dense() {  # tag config seed
     --train_log "$asr_exp/train.log" --model "$inference_model"
 }
 
-# train_pruned TAG METHOD TARGET CONFIG SEED: one compression from the dense model on the budget
-# of CONFIG (method dense_cont: no pruner, no finalize: the matched dense baseline).
+# train_pruned TAG METHOD TARGET CONFIG SEED BUDGET: one compression from the dense model on the
+# budget of CONFIG, or BUDGET epochs if not 0 (method dense_cont: no pruner, no finalize: the
+# matched dense baseline).
 train_pruned() {
-  local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4 seed=$5
+  local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4 seed=$5 budget=$6
   local init=$dense_exp/$inference_model split search_epochs ft_epochs total_epochs
   local pruner_opts=() sched_opts=() finalize_model=$sel_model
   # shellcheck disable=SC2086
-  split=$($python -m espnet_pinch.bin.epochs --config "$config" -- $asr_args $pruned_args) \
+  split=$($python -m espnet_pinch.bin.epochs --config "$config" \
+    $( [ "$budget" != 0 ] && echo --budget "$budget") -- $asr_args $pruned_args) \
     || { log "Stage 6 failed: the epochs of $config (above)"; exit 1; }
   read -r search_epochs ft_epochs total_epochs <<< "$split"
   if [ "$method" = dense_cont ]; then
@@ -231,7 +243,8 @@ train_pruned() {
     || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
   if [ "$method" = dense_cont ]; then
     $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense_cont \
-      --train_log "$asr_exp/train.log" --trace "$asr_exp/trace.tsv" --model "$sel_model" --seed "$seed"
+      --train_log "$asr_exp/train.log" --trace "$asr_exp/trace.tsv" --model "$sel_model" --seed "$seed" \
+      --budget_epochs "$total_epochs" $( [ "$budget" != 0 ] && echo --budget_sweep)
     return
   fi
   local start; start=$(date +%s)
@@ -260,7 +273,8 @@ train_pruned() {
   fi
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method "$method" \
     --target_sparsity "$target" --train_log "${logs[@]}" --extra_seconds "$extra" \
-    --model "$model" --pruning "$asr_exp/final/pruning.json" --trace "${traces[@]}" --seed "$seed"
+    --model "$model" --pruning "$asr_exp/final/pruning.json" --trace "${traces[@]}" --seed "$seed" \
+    --budget_epochs "$total_epochs" $( [ "$budget" != 0 ] && echo --budget_sweep)
 }
 
 common_train_opts=(--ngpu "$ngpu" --resume true)
@@ -291,13 +305,13 @@ model_of() {
 }
 
 for e in "${exps[@]}"; do
-  read -r tag method target config seed <<< "$e"
+  read -r tag method target config seed budget <<< "$e"
   asr_exp=$exp_dir/asr_$tag
 
   if run_stage 6 "$asr_exp/.done"; then
     mkdir -p "$asr_exp"
     if [ "$method" != dense ]; then
-      train_pruned "$tag" "$method" "$target" "$config" "$seed"  # dense_cont too
+      train_pruned "$tag" "$method" "$target" "$config" "$seed" "$budget"  # dense_cont too
     elif [ -n "$dense_model" ] && [ "$retrain_dense" = false ]; then
       log "Stage 6: import the bundled dense model $dense_model -> $asr_exp (--retrain_dense true trains it)"
       $python -m espnet_pinch.bin.bundle import --bundle "$dense_model" --exp "$asr_exp" \
