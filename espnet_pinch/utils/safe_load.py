@@ -2,16 +2,18 @@
 
 A pickle can name any importable callable, and a full unpickler calls it: a checkpoint handed in
 by a user (``--upstream_ckpt``, ``frontend_conf.path_or_url``, a bundle's ``model.pth``) could run
-anything. Every ``.pt`` / ``.pth`` espnet_pinch itself reads goes through :func:`load_checkpoint`, which
-uses torch's weights-only unpickler: tensors, storages, ``OrderedDict`` and plain Python values
-(dict, list, tuple, str, numbers, bool, None) only.
+anything. Every ``.pt`` / ``.pth`` that espnet_pinch reads goes through :func:`load_checkpoint`:
+torch's weights-only unpickler, which builds tensors, storages, ``OrderedDict`` and plain Python
+values (dict, list, tuple, str, numbers, bool, None) and nothing else. Files that ESPnet or S3PRL
+load with the full unpickler are first passed through :func:`check_checkpoint`.
 
-No further types are allowed. S3PRL's converted checkpoints (``s3prl/upstream/{wav2vec2,hubert}/
-convert.py``) hold ``task_cfg`` / ``model_cfg`` made plain by ``OmegaConf.to_container``,
-``model_weight`` (a state dict) and HuBERT's ``dictionaries_symbols`` (lists of str); fairseq
-saves its config with ``enum_to_str=True``, and its ``ChoiceEnum`` classes are built at run time,
-so no enum member can be in a file. Our own files (upstreams, sparse exports, ESPnet model
-state dicts) are tensors and plain values too.
+No further types are allowed (no ``safe_globals`` list). S3PRL's converted checkpoints
+(``s3prl/upstream/{wav2vec2,hubert}/convert.py``) hold ``task_cfg`` / ``model_cfg`` made plain by
+``OmegaConf.to_container``, ``model_weight`` (a state dict) and HuBERT's ``dictionaries_symbols``
+(lists of str); fairseq saves its config with ``enum_to_str=True``, and its ``ChoiceEnum``
+classes are built at run time, so no enum member can be in a file. Our own files (upstreams,
+sparse exports, ESPnet model state dicts) are tensors and plain values too. ESPnet's resume file
+``checkpoint.pth`` holds numpy scalars; it is the run's own and only ESPnet reads it.
 """
 from __future__ import annotations
 

@@ -80,8 +80,8 @@ ENTRY_POINTS = {
     "bundle import": _import_bundle,
     "asr_train --init_param": lambda p, *_: PinchASRTask.main_worker(
         argparse.Namespace(init_param=[f"{p}:encoder:encoder"])),
-    "finalize, macs: build_model_from_file": lambda p, tiny, tmp: PinchASRTask.build_model_from_file(
-        tmp / "config.yaml", p),
+    "finalize, macs: build_model_from_file":
+        lambda p, tiny, tmp: PinchASRTask.build_model_from_file(tmp / "config.yaml", p),
     "asr_inference --asr_model_file": lambda p, tiny, tmp: asr_inference.main([
         "--asr_train_config", str(tmp / "config.yaml"), "--asr_model_file", str(p),
         "--data_path_and_name_and_type", "wav.scp,speech,sound", "--output_dir", str(tmp / "out")]),
@@ -122,7 +122,8 @@ def _converted(tmp_path: pathlib.Path, arch: str) -> pathlib.Path:
     out = {"task_cfg": cfg["task"], "model_cfg": cfg["model"],
            "model_weight": build_model(size).state_dict()}
     if arch == "hubert":
-        out["dictionaries_symbols"] = [["<s>", "<pad>", "</s>", "<unk>"] + [str(i) for i in range(4)]]
+        # fairseq Dictionary.symbols: its four specials, then the cluster labels.
+        out["dictionaries_symbols"] = [["<s>", "<pad>", "</s>", "<unk>", "0", "1", "2", "3"]]
     path = tmp_path / f"{arch}_converted.pt"
     torch.save(out, path)
     return path
