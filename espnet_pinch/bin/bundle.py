@@ -21,10 +21,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
+from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint
 
 
 def _read_yaml(path: Path) -> dict:
@@ -39,7 +39,7 @@ def upstream_arch(frontend_conf: dict) -> dict:
     ckpt = frontend_conf.get("path_or_url")
     if not ckpt or not os.path.isfile(ckpt):
         raise FileNotFoundError(f"frontend_conf.path_or_url: no local checkpoint {ckpt!r} to read")
-    state = torch.load(ckpt, map_location="cpu")
+    state = load_checkpoint(ckpt, mmap=True)
     arch = "hubert" if "hubert" in frontend_conf.get("upstream", "") else "wav2vec2"
     return {"arch": arch, "model_cfg": state["model_cfg"], "task_cfg": state["task_cfg"]}
 
@@ -71,6 +71,7 @@ def export(exp: Path, model: str, out: Path, note: str = "") -> Path:
 def import_bundle(bundle: Path, exp: Path, token_list: Path, bpemodel: Path, name: str) -> Path:
     if not (bundle / "model.pth").is_file():
         raise FileNotFoundError(f"{bundle}: not a model bundle (no model.pth)")
+    check_checkpoint(bundle / "model.pth")  # ESPnet's --init_param loads it with weights_only=False
     if token_list.read_text().split() != (bundle / "tokens.txt").read_text().split():
         raise ValueError(f"{bundle}/tokens.txt differs from {token_list}: the bundle was trained "
                          "with another tokenizer (use its spm.model or retrain)")

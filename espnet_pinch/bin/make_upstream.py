@@ -5,7 +5,8 @@
   (network needed once; S3PRL caches it) and copied to ``--out``.
 - Otherwise a wav2vec2/HuBERT-architecture upstream with random weights is built from the YAML
   size config ``--config`` (the bundled AN4 recipe, which has no network).
-Either way, later stages load ``--out`` with ``wav2vec2_local`` / ``hubert_local``.
+Either way, later stages load ``--out`` with ``wav2vec2_local`` / ``hubert_local``. An existing
+``--out`` is never overwritten: it may be a checkpoint of the user's own.
 
 Usage: python -m espnet_pinch.bin.make_upstream --config conf/upstream/small_cpu.yaml \
            --out exp/upstream/upstream.pt [--seed 0] [--train_config conf/train_dense.yaml]
@@ -13,6 +14,7 @@ Usage: python -m espnet_pinch.bin.make_upstream --config conf/upstream/small_cpu
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -36,6 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--train_config", help="training config: a hub upstream in it is fetched instead")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if Path(args.out).exists():
+        logging.error("--out %s exists: not overwriting it (remove it to build a new upstream; "
+                      "to start from it, give it to the recipe with --upstream_ckpt)", args.out)
+        return 1
     try:
         hub = hub_name_of(args.train_config) if args.train_config else None
         if hub is not None:

@@ -26,6 +26,7 @@ from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, s3prl_name,
                                          save_checkpoint)
 from espnet_pinch.upstream.hub import is_hub_name, local_loader
+from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint
 
 # Submodules of Wav2Vec2Model/HubertModel that the fine-tuning forward pass runs through.
 _USED_PREFIXES = ("feature_extractor.", "post_extract_proj", "encoder.")
@@ -83,12 +84,16 @@ class PinchS3prlFrontend(AbsFrontend):
         if path_or_url is not None and not str(path_or_url).startswith("http"):
             if not os.path.isfile(path_or_url):
                 raise FileNotFoundError(f"frontend_conf.path_or_url: no file {path_or_url}")
-        if path_or_url is not None and not str(path_or_url).startswith("http") and is_hub_name(upstream):
-            # `upstream: wav2vec2` with a local file (the recipe fetched the hub model, or the
-            # user's own checkpoint): load it as wav2vec2_local / hubert_local.
-            loader = local_loader(upstream, checkpoint_arch(path_or_url))
-            logging.info(f"frontend: upstream {upstream} from the local file {path_or_url} ({loader})")
-            upstream = loader
+            # Both branches read the file weights-only first: S3PRL then loads it with torch's
+            # default unpickler, which an environment variable can make the unsafe one.
+            if is_hub_name(upstream):
+                # `upstream: wav2vec2` with a local file (the recipe fetched the hub model, or the
+                # user's own checkpoint): load it as wav2vec2_local / hubert_local.
+                loader = local_loader(upstream, checkpoint_arch(path_or_url))
+                logging.info(f"frontend: upstream {upstream} from the local file {path_or_url} ({loader})")
+                upstream = loader
+            else:
+                check_checkpoint(path_or_url)
         self.upstream_name = upstream
         self.path_or_url = path_or_url
         self.upstream_config = upstream_config
@@ -149,7 +154,7 @@ class PinchS3prlFrontend(AbsFrontend):
             raise ValueError(
                 f"frontend: the size config of upstream {self.upstream_name!r} is unknown; give "
                 "frontend_conf.path_or_url a local S3PRL checkpoint (*_local) or upstream_config")
-        ckpt = torch.load(self.path_or_url, map_location="cpu", mmap=True, weights_only=False)
+        ckpt = load_checkpoint(self.path_or_url, mmap=True)
         arch = checkpoint_arch(ckpt)
         return load_size_config({"arch": arch, "model_cfg": dict(ckpt["model_cfg"]),
                                  "task_cfg": dict(ckpt["task_cfg"])})
@@ -189,6 +194,6 @@ class PinchS3prlFrontend(AbsFrontend):
         if self.path_or_url is None or str(self.path_or_url).startswith("http"):
             logging.warning("frontend: no local checkpoint to reload pretrained weights from")
             return
-        state = torch.load(self.path_or_url, map_location="cpu")["model_weight"]
+        state = load_checkpoint(self.path_or_url)["model_weight"]
         self.ssl_model.load_state_dict(state)
         logging.info("frontend: reloaded upstream weights from %s", self.path_or_url)

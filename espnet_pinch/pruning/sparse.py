@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from espnet_pinch.utils.atomic import atomic_file
+from espnet_pinch.utils.safe_load import load_checkpoint
 
 FORMAT = "bitmask-v1"
 
@@ -62,4 +63,4 @@ def save_sparse(state: Dict[str, torch.Tensor], keys: Iterable[str], path: str |
 
 def load_sparse(path: str | Path) -> Dict[str, torch.Tensor]:
     """A dense state dict (zeros restored) from a ``save_sparse`` file."""
-    return from_sparse(torch.load(path, map_location="cpu"))
+    return from_sparse(load_checkpoint(path))

@@ -30,6 +30,7 @@ from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity, plo
 from espnet_pinch.scoring.significance import bootstrap_wer_ci, paired_bootstrap
 from espnet_pinch.train.schedule import read_trace
 from espnet_pinch.utils.atomic import atomic_file, write_json
+from espnet_pinch.utils.safe_load import load_checkpoint
 
 # pruning.json keys that meta.json copies when present: counts of the dense model before a
 # structured method removed rows/heads/layers, and the pruned architecture
@@ -62,7 +63,7 @@ def param_counts(model_path: str | Path, keys: list[str] | None = None,
     given the dense model's counts, sparsity is measured against those, so removed rows count
     as pruned. Without them, sparsity = exact zeros / parameters of this model.
     """
-    state = torch.load(model_path, map_location="cpu")
+    state = load_checkpoint(model_path)
     if state.get("format") == "bitmask-v1":  # sparse export of a fine-grained pruned model
         state = from_sparse(state)
     tensors = [v for v in state.values() if torch.is_floating_point(v)]

@@ -8,6 +8,7 @@ registers our frontend, encoder and model. ``PinchASRTask`` adds one more choice
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from espnet2.tasks import abs_task as _abs_task
 from espnet2.tasks import asr as _asr
@@ -20,6 +21,7 @@ from espnet_pinch.model.asr import PinchESPnetASRModel
 from espnet_pinch.pruning import PRUNERS, AbsPruner
 from espnet_pinch.train.schedule import BudgetLR
 from espnet_pinch.train.trainer import PinchTrainer
+from espnet_pinch.utils.safe_load import check_checkpoint
 
 FRONTENDS = {"s3prl_pinch": PinchS3prlFrontend}
 ENCODERS = {"linear": LinearEncoder}
@@ -55,6 +57,21 @@ class PinchASRTask(ASRTask):
 
     class_choices_list = ASRTask.class_choices_list + [pruner_choices]
     trainer = PinchTrainer
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        # ESPnet reads --init_param files with weights_only=False; refuse one that needs more.
+        for spec in args.init_param or []:
+            check_checkpoint(spec.split(":")[0])
+        super().main_worker(args)
+
+    @classmethod
+    def build_model_from_file(cls, config_file: str | Path | None = None,
+                              model_file: str | Path | None = None, device: str = "cpu"):
+        # Likewise model_file (finalize, MACs counting).
+        if model_file is not None:
+            check_checkpoint(model_file)
+        return super().build_model_from_file(config_file, model_file, device)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from espnet_pinch.utils.atomic import atomic_file
+from espnet_pinch.utils.safe_load import load_checkpoint
 
 ARCHES = {"wav2vec2": "wav2vec2_local", "hubert": "hubert_local"}
 # HuBERT's pretraining head needs a label dictionary; fine-tuning never uses it.
@@ -131,7 +132,7 @@ def checkpoint_arch(path_or_ckpt: str | Path | dict) -> str:
     memory-mapped, or the already loaded dict)."""
     ckpt = path_or_ckpt
     if not isinstance(ckpt, dict):
-        ckpt = torch.load(path_or_ckpt, map_location="cpu", mmap=True, weights_only=False)
+        ckpt = load_checkpoint(path_or_ckpt, mmap=True)
     if not isinstance(ckpt, dict) or "model_cfg" not in ckpt:
         raise ValueError(f"{path_or_ckpt if not isinstance(path_or_ckpt, dict) else 'checkpoint'}: "
                          "not an S3PRL local checkpoint (no model_cfg); convert a "

@@ -4,8 +4,9 @@ prep and BPE included, with a tiny local upstream of the same family in place of
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
+
+from espnet_pinch.utils.safe_load import load_checkpoint
 
 from ..conftest import ROOT
 from ..train.toy import data_args
@@ -63,7 +64,7 @@ def test_config_trains_one_step(config, prepared, tiny_ckpt, tiny_hubert_ckpt, t
         "--max_epoch", "1", "--num_iters_per_epoch", "1", "--use_tensorboard", "false",
         "--batch_bins", "1000000", *data_args(dump)])
     assert (out / "1epoch.pth").is_file()
-    state = torch.load(out / "1epoch.pth", map_location="cpu")
+    state = load_checkpoint(out / "1epoch.pth")
     written = yaml.safe_load((out / "config.yaml").read_text())
     assert written["frontend_conf"]["path_or_url"] == str(ckpt)
     if written.get("pruner"):

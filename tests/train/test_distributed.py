@@ -7,6 +7,8 @@ import subprocess
 import pytest
 import torch
 
+from espnet_pinch.utils.safe_load import load_checkpoint
+
 from . import toy
 
 
@@ -44,7 +46,7 @@ def test_pruning_state_identical_across_two_gloo_ranks(method, data, tiny_ckpt, 
     assert ":0/2]" in r0.stdout
     assert "1epoch:train:4-4batch" in r0.stdout and "1epoch:train:5-5batch" not in r0.stdout
 
-    states = [torch.load(out / "pruning_state" / f"rank{r}.pt") for r in range(2)]
+    states = [load_checkpoint(out / "pruning_state" / f"rank{r}.pt") for r in range(2)]
     assert states[0].keys() == states[1].keys() and len(states[0]) > 0
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k

@@ -3,6 +3,7 @@ import torch
 from s3prl.nn import S3PRLUpstream
 
 from espnet_pinch.upstream.build import build_model, load_size_config, make_upstream, s3prl_name
+from espnet_pinch.utils.safe_load import load_checkpoint
 
 from ..conftest import TINY
 
@@ -31,8 +32,8 @@ def test_hubert_checkpoint(tmp_path):
 
 
 def test_seed_changes_weights(tmp_path):
-    a = torch.load(make_upstream(TINY, tmp_path / "a.pt", seed=0))["model_weight"]
-    b = torch.load(make_upstream(TINY, tmp_path / "b.pt", seed=1))["model_weight"]
+    a = load_checkpoint(make_upstream(TINY, tmp_path / "a.pt", seed=0))["model_weight"]
+    b = load_checkpoint(make_upstream(TINY, tmp_path / "b.pt", seed=1))["model_weight"]
     k = "encoder.layers.0.fc1.weight"
     assert not torch.equal(a[k], b[k])
 

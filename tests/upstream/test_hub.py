@@ -56,6 +56,13 @@ def test_local_config_builds_a_random_upstream(tmp_path):
     assert checkpoint_arch(out) == "wav2vec2"
 
 
+def test_existing_out_is_never_overwritten(tiny_ckpt, tmp_path):
+    out = tmp_path / "up.pt"
+    out.write_bytes(Path(tiny_ckpt).read_bytes())
+    assert make_upstream.main(["--config", str(TINY), "--out", str(out), "--seed", "1"]) == 1
+    assert out.read_bytes() == Path(tiny_ckpt).read_bytes()
+
+
 def test_frontend_loads_a_hub_named_upstream_from_a_local_file(tiny_ckpt, tiny_hubert_ckpt):
     from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 

@@ -119,7 +119,14 @@ case $select in
 esac
 stats_dir=$exp_dir/asr_stats_$token_type
 decode_ngpu=$(( ngpu > 1 ? 1 : ngpu ))
-[ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
+own_upstream=$exp_dir/upstream/upstream.pt  # what stage 4 writes when no checkpoint is given
+# A given checkpoint is the user's: it must exist (or a typo would start from random weights),
+# and no stage writes beside it.
+if [ -n "$upstream_ckpt" ] && [ "$upstream_ckpt" != "$own_upstream" ]; then
+  [ -f "$upstream_ckpt" ] || { log "--upstream_ckpt: no such file: $upstream_ckpt" >&2; exit 2; }
+else
+  upstream_ckpt=$own_upstream
+fi
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
 train_dump=$dump_dir/${train_set}${sp_suffix}
 
@@ -160,15 +167,15 @@ if run_stage 3 "$dump_dir/.done"; then
   touch "$dump_dir/.done"
 fi
 
-if run_stage 4 "$upstream_ckpt.done"; then
-  if [ -f "$upstream_ckpt" ] && [ "$upstream_ckpt" != "$exp_dir/upstream/upstream.pt" ]; then
-    log "Stage 4: using the given upstream checkpoint $upstream_ckpt"
-  else
-    log "Stage 4: the upstream $asr_config names (a hub model), else random weights from $upstream_config -> $upstream_ckpt"
-    $python -m espnet_pinch.bin.make_upstream --train_config "$asr_config" \
-      --config "$upstream_config" --out "$upstream_ckpt" --seed "$upstream_seed"
+if [ "$upstream_ckpt" != "$own_upstream" ]; then
+  if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+    log "Stage 4: using the given upstream checkpoint $upstream_ckpt (read only; no marker beside it)"
   fi
-  touch "$upstream_ckpt.done"
+elif run_stage 4 "$own_upstream.done"; then
+  log "Stage 4: the upstream $asr_config names (a hub model), else random weights from $upstream_config -> $own_upstream"
+  $python -m espnet_pinch.bin.make_upstream --train_config "$asr_config" \
+    --config "$upstream_config" --out "$own_upstream" --seed "$upstream_seed"
+  touch "$own_upstream.done"
 fi
 
 # ESPnet's data options, shared by collect-stats and training.

@@ -1,0 +1,63 @@
+"""Load ``torch.save`` files without running code from them.
+
+A pickle can name any importable callable, and a full unpickler calls it: a checkpoint handed in
+by a user (``--upstream_ckpt``, ``frontend_conf.path_or_url``, a bundle's ``model.pth``) could run
+anything. Every ``.pt`` / ``.pth`` that espnet_pinch reads goes through :func:`load_checkpoint`:
+torch's weights-only unpickler, which builds tensors, storages, ``OrderedDict`` and plain Python
+values (dict, list, tuple, str, numbers, bool, None) and nothing else. Files that ESPnet or S3PRL
+load with the full unpickler are first passed through :func:`check_checkpoint`.
+
+No further types are allowed (no ``safe_globals`` list). S3PRL's converted checkpoints
+(``s3prl/upstream/{wav2vec2,hubert}/convert.py``) hold ``task_cfg`` / ``model_cfg`` made plain by
+``OmegaConf.to_container``, ``model_weight`` (a state dict) and HuBERT's ``dictionaries_symbols``
+(lists of str); fairseq saves its config with ``enum_to_str=True``, and its ``ChoiceEnum``
+classes are built at run time, so no enum member can be in a file. Our own files (upstreams,
+sparse exports, ESPnet model state dicts) are tensors and plain values too. ESPnet's resume file
+``checkpoint.pth`` holds numpy scalars; it is the run's own and only ESPnet reads it.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file's pickle names a type or function the weights-only unpickler refuses."""
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> Any:
+    """``torch.load(path)`` on the CPU with the weights-only unpickler.
+
+    ``mmap``: map the tensors' storage instead of reading it (cheap when only the configs are
+    needed). Raises :class:`UnsafeCheckpointError` naming the file and the refused global.
+    """
+    try:
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: refused by the weights-only loader ({_refused(str(e))}); a checkpoint of "
+            "tensors and plain values never needs more, and a crafted file could run code that way"
+        ) from None
+    except (RuntimeError, EOFError) as e:  # torch's own messages do not name the file
+        raise ValueError(f"{path}: not a readable torch.save file ({e})") from e
+
+
+def _refused(message: str) -> str:
+    """What torch's weights-only unpickler refused, from its message."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+    if found:
+        return f"the pickle calls the global {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error: ([^\n]+)", message)
+    return found.group(1) if found else message.splitlines()[0]
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Refuse ``path`` unless it loads weights-only: a gate before handing a file to code that
+    loads it with the full unpickler (ESPnet's ``--init_param`` and ``--asr_model_file`` use
+    ``weights_only=False``; S3PRL follows torch's default, which an environment variable can turn
+    off). Memory-mapped, so it costs little more than reading the pickle."""
+    load_checkpoint(path, mmap=True)
