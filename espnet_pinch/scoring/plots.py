@@ -20,6 +20,20 @@ def _pyplot():
     return plt
 
 
+def _save_wer_axes(plt, fig, ax, path, xlabel: str, test_set: str, title: str) -> bool:
+    """Label a WER plot, write it atomically as PNG, close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"WER on {test_set} (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return True
+
+
 def plot_per_layer(rows: list[dict], path: str | Path) -> bool:
     """Grouped bar chart of per-layer sparsity, one colour per pruned model; False if none."""
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
@@ -78,16 +92,8 @@ def plot_wer_vs_sparsity(groups: list[dict], test_set: str, path: str | Path,
             if front.get(method) is not None and t == front[method]:
                 ax.plot([x], [y], marker="o", markersize=14, markerfacecolor="none",
                         color=line[0].get_color())
-    ax.set_xlabel("achieved sparsity of the prunable weights")
-    ax.set_ylabel(f"WER on {test_set} (%)")
-    ax.set_title(f"WER vs sparsity ({test_set}; circled: each method's lossless frontier)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return True
+    return _save_wer_axes(plt, fig, ax, path, "achieved sparsity of the prunable weights", test_set,
+                          f"WER vs sparsity ({test_set}; circled: each method's lossless frontier)")
 
 
 def plot_wer_vs_time(groups: list[dict], test_set: str, path: str | Path) -> bool:
@@ -106,13 +112,5 @@ def plot_wer_vs_time(groups: list[dict], test_set: str, path: str | Path) -> boo
                     capsize=3, label=method, color="gray" if method == "dense_cont" else None)
         for x, y, _, b in pts:
             ax.annotate(f"{b}ep", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    ax.set_xlabel("compression wall seconds (all training runs and finalize)")
-    ax.set_ylabel(f"WER on {test_set} (%)")
-    ax.set_title(f"Compression time vs quality ({test_set}; labels: budget in epochs)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return True
+    return _save_wer_axes(plt, fig, ax, path, "compression wall seconds (all training runs and finalize)",
+                          test_set, f"Compression time vs quality ({test_set}; labels: budget in epochs)")
