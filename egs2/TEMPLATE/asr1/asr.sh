@@ -59,7 +59,7 @@ methods=                # pruning methods to compare with dense (conf/train_<met
 conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
 sweep=false             # true: every method (method@targets too) over sweep_targets: the full curve
-sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
+sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8 0.9"  # the targets of --sweep true
 budgets=                # compression time vs quality: total epoch budgets, e.g. "1 2 4 8": every
                         # method at budget_target and dense_cont once per budget (tags _b<epochs>)
 budget_target=0.65      # the one target of the budget sweep

@@ -4,7 +4,8 @@
 # (RESULTS.md, exp/results.json, wer_vs_sparsity.png).
 # Drop a method: --methods "spg ump"; add a target: --target_sparsities "0.5 0.65 0.8" (or
 # "hj_size@0.5,0.8" for one method);
-# the full curve: --sweep true (targets 0.3 ... 0.8).
+# the full curve: --sweep true (targets 0.3 ... 0.9); seeds: --seeds "0 1 2"; compression time
+# vs quality: --budgets "1 2 4 8".
 # The dense model is the bundled one (pretrained/dense_an4, trained by this recipe's stage 6;
 # see the README); --retrain_dense true trains it from scratch. ./run.sh --help lists options.
 set -euo pipefail
