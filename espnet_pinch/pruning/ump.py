@@ -68,4 +68,4 @@ class UMPPruner(MaskPruner):
         if self._overall is None:
             self._overall = torch.tensor(self.sparsity()["overall"])
         zero = next(iter(self.layers.values())).weight.new_zeros(())
-        return zero, {"sparsity": self._overall}
+        return zero, {"sparsity": self._overall, "target_sparsity": torch.tensor(self.target_sparsity)}
