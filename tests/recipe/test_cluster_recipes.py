@@ -19,7 +19,10 @@ def run(recipe: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [str(ROOT / "egs2" / recipe / "run.sh"),
            "--data_dir", str(tmp / "data"), "--dump_dir", str(tmp / "dump"),
            "--exp_dir", str(tmp / "exp"), "--results_md", str(tmp / "RESULTS.md"),
-           "--nthreads", "2", "--asr_args", SHORT, *args]
+           "--nthreads", "2", "--asr_args", SHORT,
+           # one epoch is too short for a method to train at its target for 40% of the budget
+           # (the comparison protocol, checked by stage 9); this test is about the stages.
+           "--min_target_share", "0", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
 
@@ -40,8 +43,10 @@ def test_librispeech_recipe_on_the_sample(tiny_ckpt, tmp_path):
     # --collect_feats false: stats only, no feature dump of the (100 h) training set.
     assert not (tmp_path / "exp/asr_stats_bpe/train/collect_feats").exists()
     rows = {row["tag"]: row for row in json.loads((tmp_path / "exp/results.json").read_text())}
-    assert set(rows) == {"dense_wav2vec2_base", "spg_0.65"}
-    assert rows["spg_0.65"]["target_sparsity"] == 0.65 and "test_clean" in rows["spg_0.65"]["wer"]
+    assert set(rows) == {"dense_wav2vec2_base", "dense_cont_s0", "spg_0.65_s0"}
+    spg = rows["spg_0.65_s0"]
+    assert spg["target_sparsity"] == 0.65 and "test_clean" in spg["wer"]
+    assert spg["reference"] == "dense_cont_s0"
 
 
 def test_slurp_recipe_on_the_fixture(tiny_ckpt, tmp_path):
@@ -52,7 +57,7 @@ def test_slurp_recipe_on_the_fixture(tiny_ckpt, tmp_path):
     # Intents were kept as single tokens (data prep's nlsyms.txt, used by stage 2).
     tokens = (tmp_path / "data/token_list/char/tokens.txt").read_text().split()
     assert "ALARM_SET" in tokens
-    for tag in ("dense_wav2vec2_base", "hj_size_0.4"):
+    for tag in ("dense_wav2vec2_base", "dense_cont_s0", "hj_size_0.4_s0"):
         score = json.loads((tmp_path / f"exp/asr_{tag}/decode_test/slu_score.json").read_text())
         assert score["num_utts"] == 2 and 0.0 <= score["intent_acc"] <= 1.0
         assert {"slu_f1", "span_f1", "wer"} <= set(score)
