@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -192,3 +193,17 @@ def test_speedups_only_for_compact_models():
     speedups_vs_dense(rows)
     assert rows[1]["speedup_measured"] is None and rows[1]["speedup_ideal"] is None  # sparse: dense kernels
     assert rows[2]["speedup_measured"] == 1.5 and rows[2]["speedup_ideal"] == 2.5
+
+
+@pytest.mark.parametrize("text, want", [
+    ('{"tag": "spg_0.5",\n "method": spg}', "not valid JSON (line 2, column 12"),
+    ('[1, 2]', "a JSON object expected"),
+    ('{"tag": "spg_0.5", "method": "spg"}', "field 'model_path' missing"),
+])
+def test_garbage_meta_json_names_the_file_and_the_line_or_field(tmp_path, text, want):
+    meta = tmp_path / "asr_spg_0.5" / "meta.json"
+    meta.parent.mkdir()
+    meta.write_text(text)
+    with pytest.raises(SystemExit, match=f"results: {meta}: {re.escape(want)}"):
+        main(["report", "--exp_dir", str(tmp_path), "--markdown", str(tmp_path / "R.md"),
+              "--json", str(tmp_path / "r.json")])
