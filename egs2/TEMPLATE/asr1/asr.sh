@@ -54,7 +54,7 @@ methods=                # pruning methods to compare with dense (conf/train_<met
 conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
 sweep=false             # true: every method (method@targets too) over sweep_targets: the full curve
-sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"
+sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8"  # target sparsities of --sweep true
 pruned_args=            # extra options for the pruning runs only
 pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
 pruned_model=latest.pth # checkpoint of a pruning run to finalize (the last epoch)
@@ -64,8 +64,33 @@ inference_config=conf/decode.yaml  # decoding options
 inference_model=valid.cer_ctc.best.pth  # checkpoint name inside the experiment dir
 seed=0                  # training seed
 results_md=RESULTS.md   # where stage 9 writes the readable table
+smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
+                        # a small slice with the tiny upstream, in separate dirs, in a few minutes
 
 . utils/parse_options.sh
+. utils/lock.sh
+
+die() { log "$*" >&2; exit 2; }
+target='(0(\.[0-9]+)?|\.[0-9]+)'  # a target sparsity: a number in [0, 1)
+# The options parse_options.sh cannot check by their default's kind, before any stage runs.
+check_options() {
+  local o t spec
+  for o in target_sparsities sweep_targets; do
+    for t in ${!o}; do [[ $t =~ ^$target$ ]] || die "--$o: $t is not a sparsity in [0, 1)"; done
+  done
+  for spec in $methods; do
+    [[ $spec =~ ^[a-z_0-9]+(@$target(,$target)*)?$ ]] \
+      || die "--methods: '$spec' is not method or method@t1,t2 with every t in [0, 1)"
+    [ -f "conf/train_${spec%%@*}$conf_suffix.yaml" ] \
+      || die "--methods: no config conf/train_${spec%%@*}$conf_suffix.yaml for ${spec%%@*}"
+  done
+  for t in $speed_perturb; do [[ $t =~ ^[0-9]*\.?[0-9]+$ ]] || die "--speed_perturb: $t is not a factor"; done
+  [[ $token_type =~ ^(char|bpe|unigram)$ ]] || die "--token_type: $token_type is not char, bpe or unigram"
+  [ -f "$asr_config" ] || die "--asr_config: no file $asr_config"
+}
+check_options
+lock_dir "$exp_dir"
+[ "$smoke" = true ] && log "Smoke run: every stage on a small slice, in $data_dir, $dump_dir, $exp_dir"
 . ./path.sh   # puts tools/venv first on PATH (installing it on first use)
 . ./cmd.sh    # train_cmd / decode_cmd: local or Slurm backend
 [ "$python" = python3 ] && python=$PINCH_PYTHON
@@ -80,15 +105,38 @@ exps=("$asr_tag dense 0 $asr_config")
 for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
   m=${spec%%@*}; targets=$target_sparsities
   [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
-  c=conf/train_$m$conf_suffix.yaml
-  [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
-  for t in $targets; do exps+=("${m}_$t $m $t $c"); done
+  for t in $targets; do exps+=("${m}_$t $m $t conf/train_$m$conf_suffix.yaml"); done
 done
 stats_dir=$exp_dir/asr_stats_$token_type
 decode_ngpu=$(( ngpu > 1 ? 1 : ngpu ))
 [ -n "$upstream_ckpt" ] || upstream_ckpt=$exp_dir/upstream/upstream.pt
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
 train_dump=$dump_dir/${train_set}${sp_suffix}
+sets=$(printf '%s\n' $train_set $valid_set $test_sets | awk '!seen[$0]++')  # each once
+sp_dump=false  # stage 3 writes the speed-perturbed training set only for a run that trains on it
+[ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; } \
+  && sp_dump=true
+
+# fail N LOG: stage N failed; the last error line of LOG says why (a re-run fails the same way
+# unless that is fixed).
+fail() {
+  local err; err=$(grep -E '^[A-Za-z_][A-Za-z_.]*(Error|Exception|Interrupt|Exit)(:|$)' "$2" | tail -1)
+  log "Stage $1 failed${err:+: $err} (log: $2)"; exit 1
+}
+
+# train LOG COMMAND...: a training job ($train_cmd) with its progress on the console (every 30 s:
+# epoch, step, loss, sparsity, time left) read from LOG.
+train() {
+  local log=$1 follower rc=0; shift
+  mkdir -p "$(dirname "$log")"; touch "$log"
+  $python -m espnet_pinch.train.progress --log "$log" --offset "$(wc -c < "$log")" --pid $$ &
+  follower=$!
+  $train_cmd --gpu "$ngpu" "$log" "$@" || rc=$?
+  # it ends at the job's "exit" line in LOG; stopped after 10 s if the job died without one
+  timeout 10 tail --pid "$follower" -f /dev/null || kill "$follower" 2>/dev/null || true
+  wait "$follower" 2>/dev/null || true
+  return $rc
+}
 
 # run_stage N NAME: true when stage N is selected and not done yet (its .done marker is absent).
 run_stage() {
@@ -99,7 +147,7 @@ run_stage() {
 }
 
 if run_stage 1 "$data_dir/.done"; then
-  log "Stage 1: data prep: ${corpus:-corpus from db.sh} -> $data_dir/{$(echo $train_set $valid_set $test_sets | tr ' ' ,)}"
+  log "Stage 1: data prep: ${corpus:-corpus from db.sh} -> $data_dir/{$(echo $sets | tr ' ' ,)}"
   # shellcheck disable=SC2086
   local/data.sh --corpus "$corpus" --data_dir "$data_dir" $local_data_opts
   touch "$data_dir/.done"
@@ -114,12 +162,13 @@ if run_stage 2 "$token_dir/.done"; then
 fi
 
 if run_stage 3 "$dump_dir/.done"; then
-  log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir (speed perturbation: $speed_perturb)"
-  # The unperturbed sets (training set included: stage 5 takes its stats from it), each once.
-  for dset in $(printf '%s\n' $train_set $valid_set $test_sets | sort -u); do
+  log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir$( [ "$sp_dump" = true ] \
+      && echo ", and $train_set speed-perturbed ($speed_perturb) -> $train_dump")"
+  # The unperturbed sets (training set included: stage 5 takes its stats from it).
+  for dset in $sets; do
     $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset"
   done
-  if [ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; }; then
+  if [ "$sp_dump" = true ]; then
     # shellcheck disable=SC2086
     $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb
   fi
@@ -161,7 +210,7 @@ if run_stage 5 "$stats_dir/.done"; then
     --train_data_path_and_name_and_type "$dump_dir/$train_set/text,text,text" \
     --train_shape_file "$dump_dir/$train_set/utt2num_samples" \
     --output_dir "$stats_dir" \
-    || { log "Stage 5 failed: see $stats_dir/logs/stats.log"; exit 1; }
+    || fail 5 "$stats_dir/logs/stats.log"
   touch "$stats_dir/.done"
 fi
 
@@ -169,10 +218,10 @@ train_dense() {  # tag config
   local asr_exp=$exp_dir/asr_$1 config=$2
   log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
   # shellcheck disable=SC2086
-  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+  train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${dense_train_opts[@]}" \
     --output_dir "$asr_exp" $asr_args \
-    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
     --train_log "$asr_exp/train.log" --model "$inference_model"
 }
@@ -185,27 +234,28 @@ train_pruned() {  # tag method target config
     || { log "Stage 6 failed: the epochs of $config (above)"; exit 1; }
   read -r search_epochs ft_epochs <<< "$split"
   log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp" \
-      "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"))"
+      "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"))" \
+      "(log: $asr_exp/train.log)"
   # shellcheck disable=SC2086
-  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+  train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
     --output_dir "$asr_exp" --init_param "$init" --pruner_conf "target_sparsity=$target" \
     $asr_args $pruned_args --max_epoch "$search_epochs" \
-    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   local start; start=$(date +%s)
   $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$pruned_model" \
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
-    || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
   cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
   if [ "$ft_epochs" -gt 0 ]; then
-    log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs -> $asr_exp/finetune"
+    log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs -> $asr_exp/finetune (log: $asr_exp/finetune/train.log)"
     # shellcheck disable=SC2086
-    $train_cmd --gpu "$ngpu" "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
+    train "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
       --config "$asr_exp/final/config.yaml" "${data_opts[@]}" "${pruned_train_opts[@]}" \
       --output_dir "$asr_exp/finetune" --init_param "$asr_exp/final/model.pth" \
       $asr_args $pruned_args --max_epoch "$ft_epochs" \
-      || { log "Stage 6 failed: see $asr_exp/finetune/train.log (re-run resumes)"; exit 1; }
+      || fail 6 "$asr_exp/finetune/train.log"
     logs+=("$asr_exp/finetune/train.log"); model=finetune/$inference_model
   elif [ -f "$asr_exp/final/model.pth" ]; then
     model=final/model.pth  # structured, no fine-tuning
@@ -276,7 +326,7 @@ for e in "${exps[@]}"; do
         --asr_train_config "$model_config" --asr_model_file "$model_file" \
         --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
         --output_dir "$out/raw" \
-        || { log "Stage 7 failed: see $out/decode.log"; exit 1; }
+        || fail 7 "$out/decode.log"
       $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --timing "$out/raw/timing.json" \
         --num_samples "$dump_dir/$dset/utt2num_samples"
     done
@@ -300,6 +350,7 @@ done
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
-    --markdown "$results_md" --json "$exp_dir/results.json"
+    --markdown "$results_md" --json "$exp_dir/results.json" \
+    || { log "Stage 9 failed (the error above)"; exit 1; }
 fi
 log "Done (stages $stage..$stop_stage)"
