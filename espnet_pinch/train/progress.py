@@ -21,7 +21,8 @@ STARTED = re.compile(r"(\d+)/(\d+)epoch started")
 BATCH = re.compile(r"(\d+)epoch:train:\d+-(\d+)batch: (.*)")
 RESULTS = re.compile(r"(\d+)epoch results: (.*)")
 JOB_END = re.compile(r"^# [\d-]+ [\d:]+ exit -?\d+$")  # written by utils/local.sh, slurm.sh
-STAT = re.compile(r"(?<![\w])(loss|sparsity|total_count|cer_ctc)=([-+.\w]+)")
+# a number only: ESPnet writes some stats with no separator ("sparsity=0.500backward_time=0.1")
+STAT = re.compile(r"(?<![\w])(loss|sparsity|total_count|cer_ctc)=(-?[\d.]+(?:e[-+]?\d+)?|nan|inf)")
 
 
 def _stats(text: str) -> dict[str, str]:
@@ -69,6 +70,8 @@ class Progress:
     def _left(self, now: float, done: int) -> str:
         total = self.max_epoch * self.steps_per_epoch
         t0, d0 = self.rate
+        if total and done >= total:
+            return ""
         if not total or done <= d0 or now <= t0:
             return "time left: known after epoch 1" if not total else ""
         return "time left ~" + _minutes((total - done) * (now - t0) / (done - d0))
