@@ -120,7 +120,7 @@ sp_dump=false  # stage 3 writes the speed-perturbed training set only for a run 
 # fail N LOG: stage N failed; the last error line of LOG says why (a re-run fails the same way
 # unless that is fixed).
 fail() {
-  local err; err=$(grep -E '^[A-Za-z_][A-Za-z_.]*(Error|Exception|Interrupt|Exit)(:|$)' "$2" | tail -1)
+  local err; err=$(grep -E '^[A-Za-z_][A-Za-z_.]*(Error|Exception|Interrupt|Exit)(:|$)' "$2" 2>/dev/null | tail -1 || true)
   log "Stage $1 failed${err:+: $err} (log: $2)"; exit 1
 }
 
