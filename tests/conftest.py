@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# g2p_en (imported by ESPnet) otherwise tries to download NLTK data at import time.
-os.environ.setdefault("NLTK_DATA", str(Path(__file__).resolve().parents[1] / "tools" / "nltk_data"))
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("PINCH_TEST_THREADS", "2")))

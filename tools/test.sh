@@ -6,5 +6,4 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/install.sh" >/dev/null
 cd "$root"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} PYTHONUNBUFFERED=1
-export NLTK_DATA=${NLTK_DATA:-$root/tools/nltk_data}
 exec "$root/tools/venv/bin/python" -m pytest "$@"

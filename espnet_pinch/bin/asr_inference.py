@@ -20,7 +20,7 @@ import torch
 
 import espnet_pinch.tasks.asr  # noqa: F401  (registers our classes)
 from espnet_pinch.pruning.sparse import load_sparse
-from espnet_pinch.utils.safe_load import check_checkpoint
+from espnet_pinch.utils.safe_load import check_checkpoint, weights_only_loads
 from espnet2.bin.asr_inference import get_parser, inference
 from espnet.utils.cli_utils import get_commandline_args
 
@@ -37,8 +37,9 @@ def main(cmd=None):
         torch.save(load_sparse(kwargs["asr_model_file"]), dense)
         kwargs["asr_model_file"] = str(dense)
     elif kwargs.get("asr_model_file"):
-        check_checkpoint(kwargs["asr_model_file"])  # ESPnet loads it with weights_only=False
-    inference(**kwargs)
+        check_checkpoint(kwargs["asr_model_file"])  # ESPnet loads it with weights_only=False ...
+    with weights_only_loads():  # ... which this overrides
+        inference(**kwargs)
     (out / "timing.json").write_text(json.dumps({"decode_seconds": time.perf_counter() - start}))
 
 

@@ -339,13 +339,31 @@ def _order(row: dict) -> tuple:
             row.get("target_sparsity") or 0.0, row["tag"])
 
 
+META_FIELDS = {"tag": str, "method": str, "model_path": str}  # what every row needs
+
+
+def read_meta(path: Path) -> dict:
+    """A model's meta.json, or SystemExit naming the file and the bad line or field."""
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"results: {path}: not valid JSON (line {e.lineno}, column {e.colno}: "
+                         f"{e.msg}); re-run stage 6 of that model or remove its directory") from None
+    if not isinstance(meta, dict):
+        raise SystemExit(f"results: {path}: a JSON object expected, got {type(meta).__name__}")
+    for key, kind in META_FIELDS.items():
+        if not isinstance(meta.get(key), kind):
+            raise SystemExit(f"results: {path}: field {key!r} missing or not a {kind.__name__}")
+    return meta
+
+
 def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict], list[dict]]:
     """(rows, seed groups): one row per model, meta.json plus parameter counts, scores, speed and
     significance, dense first, then by method and target sparsity; and ``seed_groups``."""
     rows, exps = [], []
     for meta_path in sorted(Path(exp_dir).glob("asr_*/meta.json")):
         exp = meta_path.parent
-        row = json.loads(meta_path.read_text())
+        row = read_meta(meta_path)
         if not Path(row["model_path"]).is_file():
             logging.warning("%s: model %s missing, row skipped", exp, row["model_path"])
             continue

@@ -21,7 +21,7 @@ from espnet_pinch.model.asr import PinchESPnetASRModel
 from espnet_pinch.pruning import PRUNERS, AbsPruner
 from espnet_pinch.train.schedule import BudgetLR
 from espnet_pinch.train.trainer import PinchTrainer
-from espnet_pinch.utils.safe_load import check_checkpoint
+from espnet_pinch.utils.safe_load import RESUME_GLOBALS, check_checkpoint, weights_only_loads
 
 FRONTENDS = {"s3prl_pinch": PinchS3prlFrontend}
 ENCODERS = {"linear": LinearEncoder}
@@ -63,7 +63,9 @@ class PinchASRTask(ASRTask):
         # ESPnet reads --init_param files with weights_only=False; refuse one that needs more.
         for spec in args.init_param or []:
             check_checkpoint(spec.split(":")[0])
-        super().main_worker(args)
+        # ... and every load in training is weights-only (the resume file's numpy scalars allowed)
+        with weights_only_loads(RESUME_GLOBALS):
+            super().main_worker(args)
 
     @classmethod
     def build_model_from_file(cls, config_file: str | Path | None = None,
@@ -71,7 +73,8 @@ class PinchASRTask(ASRTask):
         # Likewise model_file (finalize, MACs counting).
         if model_file is not None:
             check_checkpoint(model_file)
-        return super().build_model_from_file(config_file, model_file, device)
+        with weights_only_loads():
+            return super().build_model_from_file(config_file, model_file, device)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):

@@ -13,15 +13,26 @@ import yaml
 
 @contextmanager
 def atomic_dir(out: str | Path) -> Iterator[Path]:
-    """Yields ``<out>.tmp`` (fresh); on success it replaces ``out``, on error ``out`` is untouched."""
+    """Yields ``<out>.tmp`` (fresh); on success it replaces ``out``, on error it is removed and
+    ``out`` is untouched. A complete ``out`` exists at every instant after the first success:
+    the old one is renamed to ``<out>.old`` before the new one is renamed in, and a kill between
+    the two renames is repaired by the next call (``<out>.old`` back to ``out``)."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp, old = out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")
+    if old.exists() and not out.exists():
+        os.replace(old, out)  # killed between the renames: the old output was complete
+    shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
-        shutil.rmtree(out)
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

@@ -5,7 +5,11 @@ by a user (``--upstream_ckpt``, ``frontend_conf.path_or_url``, a bundle's ``mode
 anything. Every ``.pt`` / ``.pth`` that espnet_pinch reads goes through :func:`load_checkpoint`:
 torch's weights-only unpickler, which builds tensors, storages, ``OrderedDict`` and plain Python
 values (dict, list, tuple, str, numbers, bool, None) and nothing else. Files that ESPnet or S3PRL
-load with the full unpickler are first passed through :func:`check_checkpoint`.
+load with the full unpickler are first passed through :func:`check_checkpoint` (a message that
+names the file), and the processes that run ESPnet's training or decoding do it inside
+:func:`weights_only_loads`, which makes every ``torch.load`` in the process weights-only whatever
+the caller asks for (ESPnet passes ``weights_only=False`` for ``--init_param``, the resume file and
+``--asr_model_file``): a file swapped after the check cannot run code either.
 
 No further types are allowed (no ``safe_globals`` list). S3PRL's converted checkpoints
 (``s3prl/upstream/{wav2vec2,hubert}/convert.py``) hold ``task_cfg`` / ``model_cfg`` made plain by
@@ -13,14 +17,17 @@ No further types are allowed (no ``safe_globals`` list). S3PRL's converted check
 (lists of str); fairseq saves its config with ``enum_to_str=True``, and its ``ChoiceEnum``
 classes are built at run time, so no enum member can be in a file. Our own files (upstreams,
 sparse exports, ESPnet model state dicts) are tensors and plain values too. ESPnet's resume file
-``checkpoint.pth`` holds numpy scalars; it is the run's own and only ESPnet reads it.
+``checkpoint.pth`` is the run's own; its reporter state holds numpy float64 scalars and
+``datetime.timedelta`` (the epochs' times), so resuming allows exactly numpy's scalar
+reconstructor, the float64 dtype and ``timedelta`` (:data:`RESUME_GLOBALS`).
 """
 from __future__ import annotations
 
 import pickle
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -61,3 +68,35 @@ def check_checkpoint(path: str | Path) -> None:
     ``weights_only=False``; S3PRL follows torch's default, which an environment variable can turn
     off). Memory-mapped, so it costs little more than reading the pickle."""
     load_checkpoint(path, mmap=True)
+
+
+def _resume_globals() -> list:
+    """The globals in ESPnet's ``checkpoint.pth``: the reporter's float64 statistics and times."""
+    import datetime
+
+    import numpy as np
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    return [scalar, np.dtype, type(np.dtype(np.float64)), datetime.timedelta]
+
+
+RESUME_GLOBALS = _resume_globals()
+
+
+@contextmanager
+def weights_only_loads(allow: list | tuple = ()) -> Iterator[None]:
+    """Within the block, every ``torch.load`` in this process is weights-only (an explicit
+    ``weights_only=False`` too), with the types in ``allow`` added to torch's safe globals."""
+    full = torch.load
+
+    def load(*args, weights_only=None, **kwargs):  # noqa: ARG001 (the caller's wish is overridden)
+        return full(*args, weights_only=True, **kwargs)
+
+    torch.load = load
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            yield
+    finally:
+        torch.load = full

@@ -13,7 +13,7 @@ import pytest
 
 from espnet_pinch.train.schedule import read_trace
 
-from ..conftest import ROOT, TINY
+from ..conftest import ROOT
 
 RECIPE = ROOT / "egs2" / "an4" / "asr1"
 ROW_KEYS = {"tag", "method", "target_sparsity", "sparsity", "params_total", "params_nonzero",
@@ -21,14 +21,10 @@ ROW_KEYS = {"tag", "method", "target_sparsity", "sparsity", "params_total", "par
 
 
 def run_recipe(tmp: Path, an4: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(RECIPE / "run.sh"), "--corpus", str(an4), "--local_data_opts", "--max_utts 40",
+    """The README's smoke run (``run.sh --smoke true``), in ``tmp``."""
+    cmd = [str(RECIPE / "run.sh"), "--smoke", "true", "--corpus", str(an4),
            "--data_dir", str(tmp / "data"), "--dump_dir", str(tmp / "dump"),
            "--exp_dir", str(tmp / "exp"), "--results_md", str(tmp / "RESULTS.md"),
-           "--speed_perturb", "1.0", "--upstream_config", str(TINY),
-           "--asr_config", "conf/train_debug.yaml", "--asr_tag", "debug",
-           "--retrain_dense", "true", "--nthreads", "2",
-           "--methods", "spg ump nascp hj_macs@0.4", "--conf_suffix", "_debug",
-           "--target_sparsities", "0.5", "--min_target_share", "0",
            *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
@@ -39,6 +35,9 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for n in range(1, 10):
         assert f"Stage {n}:" in r.stdout, f"stage {n} did not log"
+    assert "(progress) exp/asr_spg_0.5_s0: epoch 1/" in r.stdout  # stage 6's console progress
+    assert "(log: " + str(tmp_path / "exp/asr_spg_0.5_s0/train.log") + ")" in r.stdout
+    assert "nltk" not in (tmp_path / "exp/asr_spg_0.5_s0/train.log").read_text().lower()
     rows = json.loads((tmp_path / "exp/results.json").read_text())
     tags = ["debug", "dense_cont_s0", "hj_macs_0.4_s0", "nascp_0.5_s0", "spg_0.5_s0", "ump_0.5_s0"]
     assert [r["tag"] for r in rows] == tags

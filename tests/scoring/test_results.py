@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -335,3 +336,17 @@ def test_budget_sweep_reports_the_least_time_within_dense_conts_interval(tmp_pat
     assert rows["spg_0.65_b2_s0"]["reference"] == "dense_cont_b2_s0"  # same budget, same seed
     text = md.read_text()
     assert "## Compression time vs quality" in text and "(wer_vs_compression_time.png)" in text
+
+
+@pytest.mark.parametrize("text, want", [
+    ('{"tag": "spg_0.5",\n "method": spg}', "not valid JSON (line 2, column 12"),
+    ('[1, 2]', "a JSON object expected"),
+    ('{"tag": "spg_0.5", "method": "spg"}', "field 'model_path' missing"),
+])
+def test_garbage_meta_json_names_the_file_and_the_line_or_field(tmp_path, text, want):
+    meta = tmp_path / "asr_spg_0.5" / "meta.json"
+    meta.parent.mkdir()
+    meta.write_text(text)
+    with pytest.raises(SystemExit, match=f"results: {meta}: {re.escape(want)}"):
+        main(["report", "--exp_dir", str(tmp_path), "--markdown", str(tmp_path / "R.md"),
+              "--json", str(tmp_path / "r.json")])

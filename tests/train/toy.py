@@ -81,9 +81,7 @@ def train_args(config: Path, dump: Path, tokens: Path, out: Path, *extra: str) -
 
 
 def env(threads: int = 1) -> dict:
-    root = Path(__file__).resolve().parents[2]
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
-            "NLTK_DATA": str(root / "tools" / "nltk_data")}
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:

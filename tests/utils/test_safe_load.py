@@ -148,3 +148,20 @@ def test_not_a_checkpoint_names_the_file(tmp_path):
     bad.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="notes.pt"):
         load_checkpoint(bad)
+
+
+def test_espnet_loaders_are_weights_only_inside_our_processes(crafted):
+    """The check above could be raced (the file swapped after it); inside ``weights_only_loads``
+    (training's main_worker, decoding, build_model_from_file) ESPnet's own ``torch.load(...,
+    weights_only=False)`` of --init_param refuses the pickle too."""
+    import pickle
+
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from espnet_pinch.utils.safe_load import weights_only_loads
+
+    path, marker = crafted
+    with weights_only_loads(), pytest.raises(pickle.UnpicklingError):
+        load_pretrained_model(str(path), torch.nn.Linear(2, 2), ignore_init_mismatch=False)
+    assert not marker.exists()
+    assert torch.load is not None and torch.load.__module__ == "torch.serialization"  # restored

@@ -78,8 +78,41 @@ seeds=0                 # training seeds: dense_cont and every method x target r
 results_md=RESULTS.md   # where stage 9 writes the readable table
 min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
                         # at least this share of its steps at the full target (0: report only)
+smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
+                        # a small slice with the tiny upstream, in separate dirs, in a few minutes
 
+readonly list_options="seeds"  # options that take a list of whole numbers (parse_options.sh checks)
 . utils/parse_options.sh
+. utils/lock.sh
+
+die() { log "$*" >&2; exit 2; }
+target='(0(\.[0-9]+)?|\.[0-9]+)'  # a target sparsity: a number in [0, 1)
+# The options parse_options.sh cannot check by their default's kind, before any stage runs.
+check_options() {
+  local o t spec
+  for o in target_sparsities sweep_targets; do
+    for t in ${!o}; do [[ $t =~ ^$target$ ]] || die "--$o: $t is not a sparsity in [0, 1)"; done
+  done
+  for spec in $methods; do
+    [[ $spec =~ ^[a-z_0-9]+(@$target(,$target)*)?$ ]] \
+      || die "--methods: '$spec' is not method or method@t1,t2 with every t in [0, 1)"
+    [ -f "conf/train_${spec%%@*}$conf_suffix.yaml" ] \
+      || die "--methods: no config conf/train_${spec%%@*}$conf_suffix.yaml for ${spec%%@*}"
+  done
+  for t in $speed_perturb; do [[ $t =~ ^[0-9]*\.?[0-9]+$ ]] || die "--speed_perturb: $t is not a factor"; done
+  [[ $token_type =~ ^(char|bpe|unigram)$ ]] || die "--token_type: $token_type is not char, bpe or unigram"
+  [ -f "$asr_config" ] || die "--asr_config: no file $asr_config"
+  for t in $budgets; do [[ $t =~ ^[1-9][0-9]*$ ]] || die "--budgets: $t is not a whole number of epochs >= 1"; done
+  [[ $budget_target =~ ^$target$ ]] || die "--budget_target: $budget_target is not a sparsity in [0, 1)"
+  [[ $select =~ ^(last|best_dev)$ ]] || die "--select: $select is not last or best_dev"
+  [[ $min_target_share =~ ^(0|1|0?\.[0-9]+|1\.0*)$ ]] || die "--min_target_share: $min_target_share is not a share in [0, 1]"
+  [ -n "$methods" ] && [ ! -f "conf/train_dense_cont$conf_suffix.yaml" ] \
+    && die "--methods: no config conf/train_dense_cont$conf_suffix.yaml for dense_cont, the matched dense baseline"
+  return 0
+}
+check_options
+lock_dir "$exp_dir"
+[ "$smoke" = true ] && log "Smoke run: every stage on a small slice, in $data_dir, $dump_dir, $exp_dir"
 . ./path.sh   # puts tools/venv first on PATH (installing it on first use)
 . ./cmd.sh    # train_cmd / decode_cmd: local or Slurm backend
 [ "$python" = python3 ] && python=$PINCH_PYTHON
@@ -96,7 +129,6 @@ for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own t
   m=${spec%%@*}; targets=$target_sparsities
   [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
   c=conf/train_$m$conf_suffix.yaml
-  [ -f "$c" ] || { log "no config $c for method $m"; exit 2; }
   for t in $targets; do for s in "${seed_list[@]}"; do exps+=("${m}_${t}_s$s $m $t $c $s 0"); done; done
   for b in $budgets; do for s in "${seed_list[@]}"; do
     exps+=("${m}_${budget_target}_b${b}_s$s $m $budget_target $c $s $b")
@@ -129,6 +161,31 @@ else
 fi
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
 train_dump=$dump_dir/${train_set}${sp_suffix}
+sets=$(printf '%s\n' $train_set $valid_set $test_sets | awk '!seen[$0]++')  # each once
+sp_dump=false  # stage 3 writes the speed-perturbed training set only for a run that trains on it
+[ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; } \
+  && sp_dump=true
+
+# fail N LOG: stage N failed; the last error line of LOG says why (a re-run fails the same way
+# unless that is fixed).
+fail() {
+  local err; err=$(grep -E '^[A-Za-z_][A-Za-z_.]*(Error|Exception|Interrupt|Exit)(:|$)' "$2" 2>/dev/null | tail -1 || true)
+  log "Stage $1 failed${err:+: $err} (log: $2)"; exit 1
+}
+
+# train LOG COMMAND...: a training job ($train_cmd) with its progress on the console (every 30 s:
+# epoch, step, loss, sparsity, time left) read from LOG.
+train() {
+  local log=$1 follower rc=0; shift
+  mkdir -p "$(dirname "$log")"; touch "$log"
+  $python -m espnet_pinch.train.progress --log "$log" --offset "$(wc -c < "$log")" --pid $$ &
+  follower=$!
+  $train_cmd --gpu "$ngpu" "$log" "$@" || rc=$?
+  # it ends at the job's "exit" line in LOG; stopped after 10 s if the job died without one
+  timeout 10 tail --pid "$follower" -f /dev/null || kill "$follower" 2>/dev/null || true
+  wait "$follower" 2>/dev/null || true
+  return $rc
+}
 
 # run_stage N NAME: true when stage N is selected and not done yet (its .done marker is absent).
 run_stage() {
@@ -139,7 +196,7 @@ run_stage() {
 }
 
 if run_stage 1 "$data_dir/.done"; then
-  log "Stage 1: data prep: ${corpus:-corpus from db.sh} -> $data_dir/{$(echo $train_set $valid_set $test_sets | tr ' ' ,)}"
+  log "Stage 1: data prep: ${corpus:-corpus from db.sh} -> $data_dir/{$(echo $sets | tr ' ' ,)}"
   # shellcheck disable=SC2086
   local/data.sh --corpus "$corpus" --data_dir "$data_dir" $local_data_opts
   touch "$data_dir/.done"
@@ -154,12 +211,13 @@ if run_stage 2 "$token_dir/.done"; then
 fi
 
 if run_stage 3 "$dump_dir/.done"; then
-  log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir (speed perturbation: $speed_perturb)"
-  # The unperturbed sets (training set included: stage 5 takes its stats from it), each once.
-  for dset in $(printf '%s\n' $train_set $valid_set $test_sets | sort -u); do
+  log "Stage 3: dump audio to kaldiio ark: $data_dir -> $dump_dir$( [ "$sp_dump" = true ] \
+      && echo ", and $train_set speed-perturbed ($speed_perturb) -> $train_dump")"
+  # The unperturbed sets (training set included: stage 5 takes its stats from it).
+  for dset in $sets; do
     $python -m espnet_pinch.data.dump --data "$data_dir/$dset" --out "$dump_dir/$dset" --max_seconds "$max_utt_seconds"
   done
-  if [ -n "$sp_suffix" ] && { [ "$retrain_dense" = true ] || [ -z "$dense_model" ] || [ "$pruned_train_sp" = true ]; }; then
+  if [ "$sp_dump" = true ]; then
     # shellcheck disable=SC2086
     $python -m espnet_pinch.data.dump --data "$data_dir/$train_set" --out "$train_dump" --speed $speed_perturb \
       --max_seconds "$max_utt_seconds"
@@ -202,7 +260,7 @@ if run_stage 5 "$stats_dir/.done"; then
     --train_data_path_and_name_and_type "$dump_dir/$train_set/text,text,text" \
     --train_shape_file "$dump_dir/$train_set/utt2num_samples" \
     --output_dir "$stats_dir" \
-    || { log "Stage 5 failed: see $stats_dir/logs/stats.log"; exit 1; }
+    || fail 5 "$stats_dir/logs/stats.log"
   touch "$stats_dir/.done"
 fi
 
@@ -210,10 +268,10 @@ train_dense() {  # tag config seed
   local asr_exp=$exp_dir/asr_$1 config=$2 seed=$3
   log "Stage 6: train dense with $config -> $asr_exp (log: $asr_exp/train.log)"
   # shellcheck disable=SC2086
-  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+  train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${dense_train_opts[@]}" \
     --seed "$seed" --output_dir "$asr_exp" $asr_args \
-    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense \
     --train_log "$asr_exp/train.log" --model "$inference_model"
 }
@@ -243,11 +301,11 @@ train_pruned() {
     sched_opts=(--scheduler_conf "budget_epochs=$total_epochs"); finalize_model=latest.pth
   fi
   # shellcheck disable=SC2086
-  $train_cmd --gpu "$ngpu" "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+  train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
     --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
     --output_dir "$asr_exp" --init_param "$init" "${pruner_opts[@]}" "${sched_opts[@]}" --seed "$seed" \
     $asr_args $pruned_args --max_epoch "$search_epochs" \
-    || { log "Stage 6 failed: see $asr_exp/train.log (re-run resumes)"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   if [ "$method" = dense_cont ]; then
     $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense_cont \
       --train_log "$asr_exp/train.log" --trace "$asr_exp/trace.tsv" --model "$sel_model" --seed "$seed" \
@@ -257,7 +315,7 @@ train_pruned() {
   local start; start=$(date +%s)
   $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$finalize_model" \
     --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
-    || { log "Stage 6 failed in finalize: see $asr_exp/train.log"; exit 1; }
+    || fail 6 "$asr_exp/train.log"
   local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
   local traces=("$asr_exp/trace.tsv")
   cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
@@ -267,12 +325,12 @@ train_pruned() {
     log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs," \
         "lr schedule continued from epoch $search_epochs of $total_epochs -> $asr_exp/finetune (log: $asr_exp/finetune/train.log)"
     # shellcheck disable=SC2086
-    $train_cmd --gpu "$ngpu" "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
+    train "$asr_exp/finetune/train.log" $python -m espnet_pinch.bin.asr_train \
       --config "$asr_exp/final/config.yaml" "${data_opts[@]}" "${pruned_train_opts[@]}" \
       --output_dir "$asr_exp/finetune" --init_param "$asr_exp/final/model.pth" --seed "$seed" \
       --scheduler_conf "budget_epochs=$total_epochs" --scheduler_conf "start_epoch=$search_epochs" \
       $asr_args $pruned_args --max_epoch "$ft_epochs" \
-      || { log "Stage 6 failed: see $asr_exp/finetune/train.log (re-run resumes)"; exit 1; }
+      || fail 6 "$asr_exp/finetune/train.log"
     logs+=("$asr_exp/finetune/train.log"); model=finetune/$sel_model
     traces+=("$asr_exp/finetune/trace.tsv")
   elif [ -f "$asr_exp/final/model.pth" ]; then
@@ -346,7 +404,7 @@ for e in "${exps[@]}"; do
         --asr_train_config "$model_config" --asr_model_file "$model_file" \
         --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
         --output_dir "$out/raw" \
-        || { log "Stage 7 failed: see $out/decode.log"; exit 1; }
+        || fail 7 "$out/decode.log"
       $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --timing "$out/raw/timing.json" \
         --num_samples "$dump_dir/$dset/utt2num_samples"
     done
@@ -372,6 +430,6 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
     --markdown "$results_md" --json "$exp_dir/results.json" --select "$select" \
     --min_target_share "$min_target_share" \
-    || { log "Stage 9 failed: see the lines above (the table is in $results_md)"; exit 1; }
+    || { log "Stage 9 failed: the error above (the table is in $results_md)"; exit 1; }
 fi
 log "Done (stages $stage..$stop_stage)"

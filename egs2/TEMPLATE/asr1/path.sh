@@ -10,4 +10,3 @@ export PYTHONUNBUFFERED=1
 # OpenMP threads spin-wait by default; with another process on a core that slows training many
 # times over (see ../shared/docs/DEPENDENCIES.md). Passive waiting costs little when alone.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-export NLTK_DATA=${NLTK_DATA:-$PINCH_ROOT/tools/nltk_data}  # silences g2p_en's offline download

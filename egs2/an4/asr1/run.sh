@@ -8,14 +8,27 @@
 # vs quality: --budgets "1 2 4 8".
 # The dense model is the bundled one (pretrained/dense_an4, trained by this recipe's stage 6;
 # see the README); --retrain_dense true trains it from scratch. ./run.sh --help lists options.
+# First run: ./run.sh --smoke true: every stage on 40 utterances per set with the tiny upstream
+# and the debug configs (dense retrained, every method), in data_smoke/, dump_smoke/, exp_smoke/.
 set -euo pipefail
 cd "$(dirname "$0")"
-./asr.sh \
-  --upstream_config ../../../conf/upstream/small_cpu.yaml \
-  --asr_config conf/train_dense.yaml \
-  --inference_config conf/decode.yaml \
-  --dense_model pretrained/dense_an4 \
-  --methods "spg ump nascp hj_separate@0.5 hj_size@0.5 hj_macs@0.5" \
-  --target_sparsities "0.5 0.65" \
-  --test_sets "dev test" \
-  "$@"
+opts=(
+  --upstream_config ../../../conf/upstream/small_cpu.yaml
+  --asr_config conf/train_dense.yaml
+  --inference_config conf/decode.yaml
+  --dense_model pretrained/dense_an4
+  --methods "spg ump nascp hj_separate@0.5 hj_size@0.5 hj_macs@0.5"
+  --target_sparsities "0.5 0.65"
+  --test_sets "dev test"
+)
+if [[ " $* " == *" --smoke true "* || " $* " == *" --smoke=true "* ]]; then
+  opts+=(
+    --local_data_opts "--max_utts 40" --speed_perturb 1.0
+    --data_dir data_smoke --dump_dir dump_smoke --exp_dir exp_smoke --results_md exp_smoke/RESULTS.md
+    --upstream_config ../../../conf/upstream/tiny_test.yaml
+    --asr_config conf/train_debug.yaml --asr_tag debug --retrain_dense true
+    --methods "spg ump nascp hj_macs@0.4" --conf_suffix _debug --target_sparsities 0.5
+    --min_target_share 0  # one epoch per method: too short for the 40%-at-target rule
+  )
+fi
+./asr.sh "${opts[@]}" "$@"
