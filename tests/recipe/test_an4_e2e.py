@@ -27,7 +27,7 @@ def run_recipe(tmp: Path, an4: Path, *args: str) -> subprocess.CompletedProcess:
            "--exp_dir", str(tmp / "exp"), "--results_md", str(tmp / "RESULTS.md"),
            *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=2700)
 
 
 def test_every_stage_on_an4_slice(an4, tmp_path):

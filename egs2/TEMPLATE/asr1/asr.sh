@@ -102,6 +102,9 @@ check_options() {
   for t in $speed_perturb; do [[ $t =~ ^[0-9]*\.?[0-9]+$ ]] || die "--speed_perturb: $t is not a factor"; done
   [[ $token_type =~ ^(char|bpe|unigram)$ ]] || die "--token_type: $token_type is not char, bpe or unigram"
   [ -f "$asr_config" ] || die "--asr_config: no file $asr_config"
+  # A given checkpoint is the user's: it must exist (or a typo would start from random weights).
+  [ -z "$upstream_ckpt" ] || [ "$upstream_ckpt" = "$exp_dir/upstream/upstream.pt" ] \
+    || [ -f "$upstream_ckpt" ] || die "--upstream_ckpt: no such file: $upstream_ckpt"
   for t in $budgets; do [[ $t =~ ^[1-9][0-9]*$ ]] || die "--budgets: $t is not a whole number of epochs >= 1"; done
   [[ $budget_target =~ ^$target$ ]] || die "--budget_target: $budget_target is not a sparsity in [0, 1)"
   [[ $select =~ ^(last|best_dev)$ ]] || die "--select: $select is not last or best_dev"
@@ -152,13 +155,8 @@ esac
 stats_dir=$exp_dir/asr_stats_$token_type
 decode_ngpu=$(( ngpu > 1 ? 1 : ngpu ))
 own_upstream=$exp_dir/upstream/upstream.pt  # what stage 4 writes when no checkpoint is given
-# A given checkpoint is the user's: it must exist (or a typo would start from random weights),
-# and no stage writes beside it.
-if [ -n "$upstream_ckpt" ] && [ "$upstream_ckpt" != "$own_upstream" ]; then
-  [ -f "$upstream_ckpt" ] || { log "--upstream_ckpt: no such file: $upstream_ckpt" >&2; exit 2; }
-else
-  upstream_ckpt=$own_upstream
-fi
+# A given checkpoint (checked to exist by check_options) is the user's: no stage writes beside it.
+[ -z "$upstream_ckpt" ] && upstream_ckpt=$own_upstream
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
 train_dump=$dump_dir/${train_set}${sp_suffix}
 sets=$(printf '%s\n' $train_set $valid_set $test_sets | awk '!seen[$0]++')  # each once
@@ -294,7 +292,7 @@ train_pruned() {
   else
     pruner_opts=(--pruner_conf "target_sparsity=$target")
     log "Stage 6: prune+finetune $method to sparsity $target from $init with $config -> $asr_exp" \
-        "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model"); log: $asr_exp/train.log)"
+        "($search_epochs epochs$( [ "$ft_epochs" -gt 0 ] && echo " of search, then $ft_epochs of fine-tuning the compact model")) (log: $asr_exp/train.log)"
   fi
   if [ "$ft_epochs" -gt 0 ]; then
     # one lr schedule over search + fine-tuning; the compaction point is the end of the search
@@ -430,6 +428,6 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
     --markdown "$results_md" --json "$exp_dir/results.json" --select "$select" \
     --min_target_share "$min_target_share" \
-    || { log "Stage 9 failed: the error above (the table is in $results_md)"; exit 1; }
+    || { log "Stage 9 failed: the error above"; exit 1; }
 fi
 log "Done (stages $stage..$stop_stage)"
