@@ -26,13 +26,20 @@ from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, s3prl_name,
                                          save_checkpoint)
 from espnet_pinch.upstream.hub import is_hub_name, local_loader
-from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint
+from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint, weights_only_loads
 
 # Submodules of Wav2Vec2Model/HubertModel that the fine-tuning forward pass runs through.
 _USED_PREFIXES = ("feature_extractor.", "post_extract_proj", "encoder.")
 
 
 def _build_s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extra_conf):
+    # S3PRL reads the checkpoint with torch's default unpickler, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+    # makes the full one: here every load is weights-only, whichever process builds the frontend.
+    with weights_only_loads():
+        return _s3prl_upstream(name, path_or_url, upstream_config, extra_conf)
+
+
+def _s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extra_conf):
     from s3prl.nn import S3PRLUpstream
 
     if path_or_url is not None or upstream_config is None:
@@ -84,8 +91,8 @@ class PinchS3prlFrontend(AbsFrontend):
         if path_or_url is not None and not str(path_or_url).startswith("http"):
             if not os.path.isfile(path_or_url):
                 raise FileNotFoundError(f"frontend_conf.path_or_url: no file {path_or_url}")
-            # Both branches read the file weights-only first: S3PRL then loads it with torch's
-            # default unpickler, which an environment variable can make the unsafe one.
+            # Both branches read the file weights-only first, for an error that names it (S3PRL's
+            # own load below is weights-only too: _build_s3prl_upstream).
             if is_hub_name(upstream):
                 # `upstream: wav2vec2` with a local file (the recipe fetched the hub model, or the
                 # user's own checkpoint): load it as wav2vec2_local / hubert_local.

@@ -165,3 +165,19 @@ def test_espnet_loaders_are_weights_only_inside_our_processes(crafted):
         load_pretrained_model(str(path), torch.nn.Linear(2, 2), ignore_init_mismatch=False)
     assert not marker.exists()
     assert torch.load is not None and torch.load.__module__ == "torch.serialization"  # restored
+
+
+def test_s3prl_load_is_weights_only_even_when_torch_is_told_otherwise(crafted, monkeypatch):
+    """S3PRL loads the upstream with torch's default, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns
+    into the full unpickler; with the pre-check gone (a file swapped after it), the frontend's
+    build is still weights-only."""
+    import pickle
+
+    import espnet_pinch.frontend.s3prl as fe
+
+    path, marker = crafted
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    monkeypatch.setattr(fe, "check_checkpoint", lambda p: None)
+    with pytest.raises(pickle.UnpicklingError):
+        fe.PinchS3prlFrontend("wav2vec2_local", path_or_url=str(path))
+    assert not marker.exists()
