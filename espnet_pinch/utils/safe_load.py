@@ -6,12 +6,13 @@ anything. Every ``.pt`` / ``.pth`` that espnet_pinch reads goes through :func:`l
 torch's weights-only unpickler, which builds tensors, storages, ``OrderedDict`` and plain Python
 values (dict, list, tuple, str, numbers, bool, None) and nothing else. Files that ESPnet or S3PRL
 load with the full unpickler are first passed through :func:`check_checkpoint` (a message that
-names the file), and the processes that run ESPnet's training or decoding do it inside
+names the file), and ESPnet's training and decoding and S3PRL's upstream build run inside
 :func:`weights_only_loads`, which makes every ``torch.load`` in the process weights-only whatever
 the caller asks for (ESPnet passes ``weights_only=False`` for ``--init_param``, the resume file and
 ``--asr_model_file``): a file swapped after the check cannot run code either.
 
-No further types are allowed (no ``safe_globals`` list). S3PRL's converted checkpoints
+No further types are allowed for checkpoints handed in (only the run's own resume file has an
+allow-list, below). S3PRL's converted checkpoints
 (``s3prl/upstream/{wav2vec2,hubert}/convert.py``) hold ``task_cfg`` / ``model_cfg`` made plain by
 ``OmegaConf.to_container``, ``model_weight`` (a state dict) and HuBERT's ``dictionaries_symbols``
 (lists of str); fairseq saves its config with ``enum_to_str=True``, and its ``ChoiceEnum``

@@ -79,7 +79,7 @@ results_md=RESULTS.md   # where stage 9 writes the readable table
 min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
                         # at least this share of its steps at the full target (0: report only)
 smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
-                        # a small slice with the tiny upstream, in separate dirs, in a few minutes
+                        # a small slice with the tiny upstream, in separate dirs (about 25 min on 2 cores)
 
 readonly list_options="seeds"  # options that take a list of whole numbers (parse_options.sh checks)
 . utils/parse_options.sh
@@ -103,7 +103,7 @@ check_options() {
   [[ $token_type =~ ^(char|bpe|unigram)$ ]] || die "--token_type: $token_type is not char, bpe or unigram"
   [ -f "$asr_config" ] || die "--asr_config: no file $asr_config"
   # A given checkpoint is the user's: it must exist (or a typo would start from random weights).
-  [ -z "$upstream_ckpt" ] || [ "$upstream_ckpt" = "$exp_dir/upstream/upstream.pt" ] \
+  [ -z "$upstream_ckpt" ] || [ "$upstream_ckpt" = "$own_upstream" ] \
     || [ -f "$upstream_ckpt" ] || die "--upstream_ckpt: no such file: $upstream_ckpt"
   for t in $budgets; do [[ $t =~ ^[1-9][0-9]*$ ]] || die "--budgets: $t is not a whole number of epochs >= 1"; done
   [[ $budget_target =~ ^$target$ ]] || die "--budget_target: $budget_target is not a sparsity in [0, 1)"
@@ -113,6 +113,7 @@ check_options() {
     && die "--methods: no config conf/train_dense_cont$conf_suffix.yaml for dense_cont, the matched dense baseline"
   return 0
 }
+own_upstream=$exp_dir/upstream/upstream.pt  # what stage 4 writes when no checkpoint is given
 check_options
 lock_dir "$exp_dir"
 [ "$smoke" = true ] && log "Smoke run: every stage on a small slice, in $data_dir, $dump_dir, $exp_dir"
@@ -138,8 +139,7 @@ for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own t
   done; done
 done
 if [ -n "$methods" ]; then  # the matched dense baseline: every comparison is against it
-  c=conf/train_dense_cont$conf_suffix.yaml
-  [ -f "$c" ] || { log "no config $c for dense_cont, the matched dense baseline"; exit 2; }
+  c=conf/train_dense_cont$conf_suffix.yaml  # checked by check_options
   cont=()
   for s in "${seed_list[@]}"; do
     cont+=("dense_cont_s$s dense_cont 0 $c $s 0")
@@ -154,7 +154,6 @@ case $select in
 esac
 stats_dir=$exp_dir/asr_stats_$token_type
 decode_ngpu=$(( ngpu > 1 ? 1 : ngpu ))
-own_upstream=$exp_dir/upstream/upstream.pt  # what stage 4 writes when no checkpoint is given
 # A given checkpoint (checked to exist by check_options) is the user's: no stage writes beside it.
 [ -z "$upstream_ckpt" ] && upstream_ckpt=$own_upstream
 sp_suffix=; [ "$speed_perturb" != "1.0" ] && sp_suffix=_sp
