@@ -25,20 +25,27 @@ from espnet2.bin.asr_inference import get_parser, inference
 from espnet.utils.cli_utils import get_commandline_args
 
 
+def dense_model_file(model_file: str, out: Path) -> str:
+    """The model file ESPnet can load: a sparse export is expanded to ``out/model.dense.pth``;
+    any other file is checked to be weights-only (a message that names it) and used as it is."""
+    if str(model_file).endswith(".sparse.pt"):
+        out.mkdir(parents=True, exist_ok=True)
+        dense = out / "model.dense.pth"
+        torch.save(load_sparse(model_file), dense)
+        return str(dense)
+    check_checkpoint(model_file)
+    return str(model_file)
+
+
 def main(cmd=None):
     print(get_commandline_args(), file=sys.stderr)
     kwargs = vars(get_parser().parse_args(cmd))
     kwargs.pop("config", None)
     start = time.perf_counter()
     out = Path(kwargs["output_dir"])
-    if str(kwargs.get("asr_model_file", "")).endswith(".sparse.pt"):
-        out.mkdir(parents=True, exist_ok=True)
-        dense = out / "model.dense.pth"
-        torch.save(load_sparse(kwargs["asr_model_file"]), dense)
-        kwargs["asr_model_file"] = str(dense)
-    elif kwargs.get("asr_model_file"):
-        check_checkpoint(kwargs["asr_model_file"])  # ESPnet loads it with weights_only=False ...
-    with weights_only_loads():  # ... which this overrides
+    if kwargs.get("asr_model_file"):
+        kwargs["asr_model_file"] = dense_model_file(kwargs["asr_model_file"], out)
+    with weights_only_loads():  # ESPnet loads the model with weights_only=False: not here
         inference(**kwargs)
     (out / "timing.json").write_text(json.dumps({"decode_seconds": time.perf_counter() - start}))
 

@@ -64,7 +64,7 @@ def test_help_shows_run_sh_values_whole_descriptions_and_every_option(tmp_path):
     r = run(tmp_path, "--help", timeout=60)
     assert r.returncode == 0, r.stderr
     text = r.stdout
-    assert "--methods (default: spg ump nascp hj_separate@0.5 hj_size@0.5 hj_macs@0.5)" in text
+    assert "--methods (default: spg ump nascp hj_size hj_macs@0.5)" in text
     assert "--dense_model (default: pretrained/dense_an4)" in text
     assert f"--exp_dir (default: {tmp_path / 'exp'})" in text  # the values in effect
     # continuation lines of a declaration are part of its help

@@ -70,7 +70,7 @@ select=last             # checkpoint that dense_cont and every method are decode
                         # then the selection set, and RESULTS.md reports test first)
 dense_model=            # bundled dense model dir; stage 6 imports it instead of training
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
-inference_config=conf/decode.yaml  # decoding options
+inference_config=conf/decode.yaml  # decoding options (search: greedy or beam, espnet_pinch/bin/decode.py)
 inference_model=valid.cer_ctc.best.pth  # checkpoint of the dense starting model (best dev CER)
 seeds=0                 # training seeds: dense_cont and every method x target run once per seed
                         # (tags end in _s<seed>; RESULTS.md: mean and std over seeds, significance
@@ -392,16 +392,18 @@ for e in "${exps[@]}"; do
 
   read -r model_config model_file <<< "$(model_of "$tag" "$method")"
   if run_stage 7 "$asr_exp/.decode.done"; then
+    sets=()  # every test set in one process (one model load per set, one import in all)
+    for dset in $test_sets; do
+      rm -rf "$asr_exp/decode_$dset"; mkdir -p "$asr_exp/decode_$dset"
+      sets+=(--set "$dump_dir/$dset/wav.scp" "$asr_exp/decode_$dset/raw")
+    done
+    log "Stage 7: decode $test_sets ($inference_config) with $model_file -> $asr_exp/decode_*/ (log: $asr_exp/decode.log)"
+    $decode_cmd --gpu "$decode_ngpu" "$asr_exp/decode.log" $python -m espnet_pinch.bin.decode \
+      --config "$inference_config" --ngpu "$decode_ngpu" \
+      --asr_train_config "$model_config" --asr_model_file "$model_file" "${sets[@]}" \
+      || fail 7 "$asr_exp/decode.log"
     for dset in $test_sets; do
       out=$asr_exp/decode_$dset
-      log "Stage 7: decode $dump_dir/$dset with $model_file -> $out"
-      rm -rf "$out"; mkdir -p "$out"
-      $decode_cmd --gpu "$decode_ngpu" "$out/decode.log" $python -m espnet_pinch.bin.asr_inference \
-        --config "$inference_config" --ngpu "$decode_ngpu" \
-        --asr_train_config "$model_config" --asr_model_file "$model_file" \
-        --data_path_and_name_and_type "$dump_dir/$dset/wav.scp,speech,kaldi_ark" \
-        --output_dir "$out/raw" \
-        || fail 7 "$out/decode.log"
       $python -m espnet_pinch.scoring.results rtf --decode_dir "$out" --timing "$out/raw/timing.json" \
         --num_samples "$dump_dir/$dset/utt2num_samples"
     done
