@@ -42,6 +42,10 @@ class PinchESPnetASRModel(ESPnetASRModel):
             return {}
         return self.pruner.trace_stats(self._pruning_stats)
 
+    def pruning_probe(self) -> Dict[str, object]:
+        """The pruner's per-layer instrumentation of the last step ({} if none, ``AbsPruner.take_probe``)."""
+        return {} if self.pruner is None else self.pruner.take_probe()
+
     def _map_dense_keys(self, state_dict, prefix, *args) -> None:
         gated = {n for n, m in self.named_modules() if parametrize.is_parametrized(m, "weight")}
         for name in gated:

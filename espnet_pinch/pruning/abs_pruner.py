@@ -52,6 +52,12 @@ class AbsPruner(torch.nn.Module, ABC):
         out = {"achieved": stats.get("sparsity"), "target": stats.get("target_sparsity")}
         return {k: float(v) for k, v in out.items() if v is not None}
 
+    def take_probe(self) -> Dict[str, object]:
+        """Per-layer instrumentation of the last training step, if the method recorded any
+        (SPG: thresholds, sparsities and gradient parts, every ``probe_interval`` steps), for
+        ``layers.jsonl`` beside the trace; {} by default and between probes."""
+        return {}
+
     def bind_budget(self, total_steps: int) -> None:
         """Told the compression's total optimizer steps before training (``PinchTrainer``), so that
         schedules given as fractions of the budget (e.g. the target ramp) can be resolved."""

@@ -119,6 +119,10 @@ class SPGPruner(MaskPruner):
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0), see the module doc.
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is (>= 0).
+        probe_interval: every this many training steps, record each layer's threshold and
+            sparsity and the two parts of its threshold's gradient, from the ASR loss and from
+            the sparsity term (``take_probe``; the trainer writes them to ``layers.jsonl``
+            beside ``trace.tsv``); 0 = never.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class SPGPruner(MaskPruner):
         init_threshold: float = 0.01,
         threshold_gain: float = 20.0,
         finalize_tolerance: float = 0.005,
+        probe_interval: int = 10,
     ):
         if not tau > 0:
             raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
@@ -142,12 +147,17 @@ class SPGPruner(MaskPruner):
             raise ValueError(f"pruner_conf.finalize_tolerance must be >= 0, got {finalize_tolerance!r}")
         if init_threshold < 0:
             raise ValueError(f"pruner_conf.init_threshold must be >= 0, got {init_threshold!r}")
+        if int(probe_interval) != probe_interval or probe_interval < 0:
+            raise ValueError(f"pruner_conf.probe_interval must be an integer >= 0, got {probe_interval!r}")
         super().__init__(prunable, target_sparsity, layers)
         self.tau = float(tau)
         init_term(self, warmup_steps, dual_lr, penalty)
         self.init_threshold = float(init_threshold)
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)
+        self.probe_interval = int(probe_interval)
+        self._probe: Dict[str, object] = {}
+        self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         self.attach()
 
@@ -180,20 +190,62 @@ class SPGPruner(MaskPruner):
         return warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        kept, total = 0.0, 0
-        for _, gate, w in self.gates():
+        kept, total, per_layer = 0.0, 0, {}
+        for name, gate, w in self.gates():
             if gate.kept is None:  # layer not run since the last loss(): evaluate its gate now
                 gate(w)
             kept = kept + gate.kept
+            per_layer[name] = 1.0 - float(gate.kept) / w.numel()
             gate.kept = None  # each forward's graph is used once
             total += w.numel()
         s = 1.0 - kept / total
         target = self.current_target()
+        update = self.training and torch.is_grad_enabled()
+        probe = update and self.probe_interval > 0 and int(self.step) % self.probe_interval == 0
+        step = int(self.step) + 1  # this training step (1-based)
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
-                             update=self.training and torch.is_grad_enabled())
+                             update=update)
+        if probe:
+            self._start_probe(step, term, per_layer)
         stats = {"loss_sparsity": term.detach(), "sparsity": s.detach(),
                  "target_sparsity": torch.tensor(target), "lambda1": self.lambda1.clone()}
         return term, stats
+
+    # -- instrumentation ---------------------------------------------------------------------
+    def _start_probe(self, step: int, term: torch.Tensor, per_layer: Dict[str, float]) -> None:
+        """Record this step's thresholds, per-layer sparsities and the sparsity term's gradient on
+        each threshold (autograd.grad on the term alone), and hook every threshold so that the
+        coming backward pass leaves its total gradient; the ASR loss's part is the difference."""
+        self._drop_probe_hooks()
+        gates = [(n, g) for n, g, _ in self.gates()]
+        g_term = torch.autograd.grad(term, [g.threshold for _, g in gates], retain_graph=True,
+                                     allow_unused=True)
+        layers = {}
+        for (name, gate), g in zip(gates, g_term):
+            rec = {"theta": float(gate.threshold), "t": float(gate.t()), "sparsity": per_layer[name],
+                   "grad_sparsity": 0.0 if g is None else float(g), "grad_total": None}
+            layers[name] = rec
+            self._probe_hooks.append(gate.threshold.register_hook(
+                lambda grad, rec=rec: rec.__setitem__("grad_total", float(grad))))
+        self._probe = {"step": step, "lambda1": float(self.lambda1), "layers": layers}
+
+    def _drop_probe_hooks(self) -> None:
+        for h in self._probe_hooks:
+            h.remove()
+        self._probe_hooks = []
+
+    def take_probe(self) -> Dict[str, object]:
+        """The last probe, once its backward pass has run (else {}): {"step", "lambda1", "layers":
+        {layer: {theta, t, sparsity, grad_sparsity, grad_asr, grad_total}}}, gradients with respect
+        to theta_l before clipping; cleared when taken."""
+        probe = self._probe
+        if not probe or any(r["grad_total"] is None for r in probe["layers"].values()):
+            return {}
+        self._drop_probe_hooks()
+        self._probe = {}
+        for r in probe["layers"].values():
+            r["grad_asr"] = r["grad_total"] - r["grad_sparsity"]
+        return probe
 
     @torch.no_grad()
     def snap_to_target(self, iters: int = 40) -> Dict[str, float]:

@@ -114,3 +114,40 @@ def plot_wer_vs_time(groups: list[dict], test_set: str, path: str | Path) -> boo
             ax.annotate(f"{b}ep", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     return _save_wer_axes(plt, fig, ax, path, "compression wall seconds (all training runs and finalize)",
                           test_set, f"Compression time vs quality ({test_set}; labels: budget in epochs)")
+
+
+def plot_layer_trajectories(runs: list[tuple[str, list[dict]]], path: str | Path) -> bool:
+    """Per-layer sparsity against the training step, one panel per run (``(tag, probes)`` from
+    each run's ``layers.jsonl``): CNN layers in blues, Transformer matrices in reds, others in
+    grey. Shows whether the layers' thresholds move apart or in lockstep. False if no run."""
+    runs = [(tag, probes) for tag, probes in runs if probes]
+    if not runs:
+        return False
+    plt = _pyplot()
+    cols = min(3, len(runs))
+    rows = (len(runs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (tag, probes) in zip(axes.flat, runs):
+        names = list(probes[-1]["layers"])
+        steps = [p["step"] for p in probes]
+        for n in names:
+            kind = "conv" if "conv" in n else "encoder" if n.startswith("encoder") else "other"
+            colour = {"conv": "tab:blue", "encoder": "tab:red", "other": "tab:gray"}[kind]
+            ys = [p["layers"].get(n, {}).get("sparsity") for p in probes]
+            ax.plot(steps, ys, color=colour, alpha=0.55, lw=1)
+        ax.set_title(tag, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("layer sparsity")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, label=l) for c, l in
+               (("tab:blue", "CNN conv"), ("tab:red", "Transformer matrix"), ("tab:gray", "other"))]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("Per-layer sparsity during training (one line per gated layer)")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return True

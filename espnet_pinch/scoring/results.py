@@ -26,9 +26,10 @@ import torch
 from espnet_pinch.data.kaldi_dir import read_scp
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, matches
 from espnet_pinch.pruning.sparse import from_sparse
-from espnet_pinch.scoring.plots import plot_per_layer, plot_wer_vs_sparsity, plot_wer_vs_time
+from espnet_pinch.scoring.plots import (plot_layer_trajectories, plot_per_layer, plot_wer_vs_sparsity,
+                                        plot_wer_vs_time)
 from espnet_pinch.scoring.significance import bootstrap_wer_ci, paired_bootstrap
-from espnet_pinch.train.schedule import read_trace
+from espnet_pinch.train.schedule import PROBES, read_probes, read_trace
 from espnet_pinch.utils.atomic import atomic_file, write_json
 from espnet_pinch.utils.safe_load import load_checkpoint
 
@@ -137,7 +138,17 @@ def cmd_meta(args) -> None:
             "bytes_dense_equivalent": p.get("bytes_dense"),
         })
         meta.update({k: p[k] for k in OPTIONAL_PRUNING_KEYS if k in p})
+        meta["layer_spread"] = layer_spread(meta["per_layer_sparsity"])
     write_json(exp / "meta.json", meta)
+
+
+def layer_spread(per_layer: dict) -> dict:
+    """Max minus min of the per-layer sparsities over the Transformer matrices and over the CNN's
+    conv layers (how unevenly a method allocated its sparsity; UMP: 0), None where a part has
+    no pruned layer."""
+    parts = {"transformer": [v for n, v in per_layer.items() if n.startswith("encoder.layers.")],
+             "cnn": [v for n, v in per_layer.items() if n.startswith("feature_extractor.conv_layers.")]}
+    return {k: round(max(v) - min(v), 4) if v else None for k, v in parts.items()}
 
 
 def trace_summary(traces: list[str], target: float | None) -> dict:
@@ -590,6 +601,10 @@ def cmd_report(args) -> None:
         figures[f"WER on {sets[-1]} vs compression time"] = "wer_vs_compression_time.png"
     if plot_per_layer(rows, md.parent / "per_layer_sparsity.png"):
         figures["Per-layer sparsity"] = "per_layer_sparsity.png"
+    probes = [(r["tag"], read_probes(Path(args.exp_dir) / f"asr_{r['tag']}" / PROBES)) for r in rows
+              if (Path(args.exp_dir) / f"asr_{r['tag']}" / PROBES).is_file()]
+    if plot_layer_trajectories(probes, md.parent / "per_layer_trajectories.png"):
+        figures["Per-layer sparsity during training"] = "per_layer_trajectories.png"
     with atomic_file(md) as tmp:
         tmp.write_text(markdown(rows, sets, figures, select=args.select, groups=groups, front=front))
     logging.info("results: %d rows -> %s, %s, %s (figures: %s)", len(rows), args.json, summary, md,

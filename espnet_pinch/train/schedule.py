@@ -20,11 +20,15 @@ Trace: every optimizer step appends ``step lr <pruning stats>`` to ``<output_dir
 (tab-separated, a header first): the global step k, the lr the step used, and, when there is a
 pruner, the hard value of what its target constrains (sparsity, size or MACs reduction) and that
 step's target (``AbsPruner.trace_stats``). A resumed run re-appends the
-steps of the epoch it redoes; ``read_trace`` keeps the last record of each step.
+steps of the epoch it redoes; ``read_trace`` keeps the last record of each step. A pruner that
+instruments its layers (SPG, every ``probe_interval`` steps: each layer's threshold, sparsity and
+the ASR and sparsity-term parts of the threshold's gradient; ``AbsPruner.take_probe``) adds one
+JSON line per probe to ``<output_dir>/layers.jsonl`` (``read_probes``).
 """
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -33,6 +37,7 @@ from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 from torch.optim.lr_scheduler import _LRScheduler
 
 TRACE = "trace.tsv"
+PROBES = "layers.jsonl"
 TRACE_COLUMNS = ("step", "lr", "achieved", "target")
 
 
@@ -60,10 +65,11 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
 
     def state_dict(self) -> dict:
         # the trace hook and its path belong to this process, not to the checkpoint
-        return {k: v for k, v in super().state_dict().items() if k not in ("observe", "trace_path")}
+        return {k: v for k, v in super().state_dict().items() if k not in ("observe", "probe", "trace_path")}
 
     def bind(self, steps_per_epoch: int, max_epoch: int, trace_path: Optional[Path] = None,
-             observe: Optional[Callable[[], Dict[str, float]]] = None) -> None:
+             observe: Optional[Callable[[], Dict[str, float]]] = None,
+             probe: Optional[Callable[[], Dict[str, object]]] = None) -> None:
         """Set the steps per epoch (and the budget, ``max_epoch`` of this run if the config gives
         none) and re-apply the lr of the coming step; optionally start the per-step trace."""
         if steps_per_epoch < 1:
@@ -77,7 +83,7 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-        self.trace_path, self.observe = trace_path, observe or dict
+        self.trace_path, self.observe, self.probe = trace_path, observe or dict, probe or dict
         if trace_path is not None and not Path(trace_path).exists():
             Path(trace_path).write_text("\t".join(TRACE_COLUMNS) + "\n")
 
@@ -107,6 +113,10 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
             row += ["" if stats.get(c) is None else f"{float(stats[c]):.6f}" for c in TRACE_COLUMNS[2:]]
             with open(self.trace_path, "a") as f:
                 f.write("\t".join(row) + "\n")
+            rec = self.probe()
+            if rec:
+                with open(Path(self.trace_path).with_name(PROBES), "a") as f:
+                    f.write(json.dumps({**rec, "step": self.global_step()}) + "\n")
         super().step(epoch)
 
 
@@ -122,4 +132,18 @@ def read_trace(*paths: str | Path) -> List[Dict[str, float]]:
                     by_step[int(row["step"])] = row
                 except (TypeError, ValueError) as e:
                     raise ValueError(f"{path}:{i}: not a trace record ({e})") from e
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def read_probes(path: str | Path) -> List[Dict[str, object]]:
+    """The probes of one run's ``layers.jsonl``, one per step (the last record of a step a resumed
+    run repeated), sorted by step."""
+    by_step: Dict[int, Dict[str, object]] = {}
+    with open(path) as f:
+        for i, line in enumerate(f, start=1):
+            try:
+                rec = json.loads(line)
+                by_step[int(rec["step"])] = rec
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{i}: not a probe record ({e})") from e
     return [by_step[k] for k in sorted(by_step)]

@@ -20,7 +20,8 @@ edited) with three additions:
 Preemption therefore costs at most the epoch in progress (ESPnet saves once per epoch).
 - **One schedule per compression, traced per step.** A ``BudgetLR`` scheduler
   (``train/schedule.py``) is bound to the number of batches per epoch before training, and rank 0
-  writes ``trace.tsv`` (global step, lr, training sparsity and target) beside the checkpoints.
+  writes ``trace.tsv`` (global step, lr, training sparsity and target) beside the checkpoints,
+  and ``layers.jsonl`` (per-layer instrumentation, e.g. SPG's thresholds and their gradients).
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ class PinchTrainer(Trainer):
             trace = Path(trainer_options.output_dir) / TRACE if _is_rank0(distributed_option) else None
             for s in budget:
                 s.bind(steps, trainer_options.max_epoch, trace,
-                       observe=getattr(core, "pruning_trace_stats", None))
+                       observe=getattr(core, "pruning_trace_stats", None),
+                       probe=getattr(core, "pruning_probe", None))
                 trace = None  # one trace per run: the first optimizer's
             pruner = getattr(core, "pruner", None)
             if pruner is not None:

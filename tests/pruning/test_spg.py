@@ -219,3 +219,45 @@ def test_target_ramp_as_a_fraction_of_the_budget():
     assert pruner.current_target() == 0.0
     pruner.step.fill_(30)
     assert pruner.current_target() == pytest.approx(0.5 * 30 / 75)
+
+
+def test_probe_splits_each_thresholds_gradient_into_asr_and_sparsity_parts():
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
+                       probe_interval=2, init_threshold=0.5)
+    pruner.train()
+    x = torch.randn(8, 16)
+    pruner.before_forward()
+    asr = model(x).pow(2).mean()
+    term, _ = pruner.loss()  # step 1: probed
+    assert pruner.take_probe() == {}  # not before its backward pass
+    (asr + term).backward()
+    probe = pruner.take_probe()
+    assert probe["step"] == 1 and set(probe["layers"]) == set(pruner.layers)
+    gates = {n: g for n, g, _ in pruner.gates()}
+    totals = {n: float(g.threshold.grad) for n, g in gates.items()}
+    per_layer = pruner.sparsity()["per_layer"]
+    # the ASR part is what the ASR loss alone gives the threshold (same weights, same masks)
+    model.zero_grad()
+    pruner.zero_grad()
+    pruner.before_forward()
+    model(x).pow(2).mean().backward()
+    for name, rec in probe["layers"].items():
+        assert rec["grad_total"] == pytest.approx(totals[name], rel=1e-6)
+        # total - sparsity part in float32: the difference of two numbers up to ~1e4 x larger
+        # than it, so it is exact to a few ulps of the larger one (8 ulps allowed)
+        ulps = 8 * 2.0 ** -23 * max(abs(rec["grad_total"]), abs(rec["grad_sparsity"]))
+        assert rec["grad_asr"] == pytest.approx(float(gates[name].threshold.grad), rel=1e-4, abs=ulps)
+        assert rec["grad_sparsity"] == pytest.approx(totals[name] - rec["grad_asr"], rel=1e-6)
+        assert rec["grad_asr"] != 0 and rec["grad_sparsity"] != 0, name
+        assert rec["sparsity"] == pytest.approx(per_layer[name])
+        assert rec["theta"] == pytest.approx(float(gates[name].threshold))
+    pruner.before_forward()
+    asr = model(x).pow(2).mean()
+    (asr + pruner.loss()[0]).backward()  # step 2: not probed
+    assert pruner.take_probe() == {}
+
+
+def test_probe_interval_is_checked():
+    with pytest.raises(ValueError, match="pruner_conf.probe_interval"):
+        SPGPruner(layers_of(mlp()), layers=["l*"], probe_interval=-1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet_pinch.train.schedule import read_trace
+from espnet_pinch.train.schedule import read_probes, read_trace
 
 from ..conftest import ROOT
 
@@ -101,6 +101,14 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert "## Per-layer sparsity" in md
     assert (tmp_path / "per_layer_sparsity.png").stat().st_size > 1000
     assert (tmp_path / "wer_vs_sparsity.png").stat().st_size > 1000
+    # SPG's instrumentation: per layer, its threshold, sparsity and both parts of its gradient
+    probes = read_probes(exp / "asr_spg_0.5_s0/layers.jsonl")
+    assert probes[0]["step"] == 1 and set(probes[0]["layers"]) == set(spg["per_layer_sparsity"])
+    for rec in probes[0]["layers"].values():
+        assert rec["grad_asr"] != 0 and rec["grad_sparsity"] != 0  # both reach every threshold
+    assert (tmp_path / "per_layer_trajectories.png").stat().st_size > 1000
+    # Stage 7: every test set decoded by one process per model, greedy CTC (conf/decode.yaml)
+    assert "greedy search" in (exp / "asr_spg_0.5_s0/decode.log").read_text()
 
     # NAS-CP: searched, compacted (explicit architecture), fine-tuned as a smaller dense model.
     nas = by["nascp_0.5_s0"]

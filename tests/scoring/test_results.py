@@ -154,8 +154,9 @@ def test_meta_sums_train_logs_and_keeps_macs_and_dense_counts(tmp_path):
     (exp / "macs.json").write_text(json.dumps({"macs_per_second": 1.5e9, "seconds": 1.0}))
     arch = {"encoder.layers.0.fc1": 2}
     (exp / "pruning.json").write_text(json.dumps({
-        "per_layer_sparsity": {"encoder.layers.0.fc1": 0.5}, "prunable_keys": [FC1],
-        "extra_params": 0, "bytes_dense": 1000, "params_prunable_dense": 20,
+        "per_layer_sparsity": {"encoder.layers.0.fc1": 0.5, "encoder.layers.1.fc2": 0.75,
+                               "feature_extractor.conv_layers.0.0": 0.25, "post_extract_proj": 0.9},
+        "prunable_keys": [FC1], "extra_params": 0, "bytes_dense": 1000, "params_prunable_dense": 20,
         "params_total_dense": 36, "arch": arch, "finetune": {"epochs": 3}}))
     assert main(["meta", "--exp", str(exp), "--method", "nascp", "--target_sparsity", "0.5",
                  "--train_log", str(exp / "search/train.log"), "--train_log", str(exp / "train.log"),
@@ -166,6 +167,7 @@ def test_meta_sums_train_logs_and_keeps_macs_and_dense_counts(tmp_path):
     assert meta["macs_per_second"] == 1.5e9
     assert (meta["params_prunable_dense"], meta["params_total_dense"], meta["arch"]) == (20, 36, arch)
     assert "finetune" not in meta
+    assert meta["layer_spread"] == {"transformer": 0.25, "cnn": 0.0}  # post_extract_proj: neither
 
 
 def test_meta_without_optional_inputs(tmp_path):
@@ -217,6 +219,9 @@ def test_report_compares_every_method_with_dense_cont(tmp_path):
     _fake_exp(exp_dir, "dense", "dense", 0.0, dense_err + 3, words, macs=12.3e6)
     _fake_exp(exp_dir, "nascp_0.5", "nascp", 0.5, dense_err, words, fc1_rows=2, per_utt=False,
               params_prunable_dense=20, params_total_dense=36)
+    (exp_dir / "asr_spg_0.5" / "layers.jsonl").write_text("".join(  # SPG's per-layer probes
+        json.dumps({"step": k, "layers": {"encoder.layers.0.fc1": {"sparsity": k / 20}}}) + "\n"
+        for k in (10, 20)))
     md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
     assert main(["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
                  "--markdown", str(md), "--json", str(js)]) == 0
@@ -242,7 +247,7 @@ def test_report_compares_every_method_with_dense_cont(tmp_path):
     assert dense_line.split(" | ")[11] == "-"  # p vs dense_cont of dense_cont itself
     ump_line = next(l for l in text.splitlines() if l.startswith("| ump_0.5 |"))
     assert ump_line.split(" | ")[11] == "1.000"  # the same errors as dense_cont
-    for png in ("wer_vs_sparsity.png", "per_layer_sparsity.png"):
+    for png in ("wer_vs_sparsity.png", "per_layer_sparsity.png", "per_layer_trajectories.png"):
         assert (tmp_path / png).stat().st_size > 0
         assert f"]({png})" in text
 

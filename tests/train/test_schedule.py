@@ -4,7 +4,7 @@ import io
 import pytest
 import torch
 
-from espnet_pinch.train.schedule import BudgetLR, read_trace
+from espnet_pinch.train.schedule import BudgetLR, read_probes, read_trace
 
 
 def lrs(sched: BudgetLR, steps: int) -> list[float]:
@@ -76,3 +76,16 @@ def test_a_run_longer_than_its_budget_is_refused():
     s = make(budget_epochs=4, start_epoch=3)
     with pytest.raises(ValueError, match="exceeds budget_epochs"):
         s.bind(steps_per_epoch=5, max_epoch=2)
+
+
+def test_probes_go_to_layers_jsonl_beside_the_trace(tmp_path):
+    s = make(warmup_steps=2)
+    probes = iter([{}, {"layers": {"a": {"sparsity": 0.1}}}, {}, {"layers": {"a": {"sparsity": 0.3}}}])
+    s.bind(steps_per_epoch=2, max_epoch=2, trace_path=tmp_path / "trace.tsv", observe=dict,
+           probe=lambda: next(probes))
+    lrs(s, 4)
+    got = read_probes(tmp_path / "layers.jsonl")
+    assert [(p["step"], p["layers"]["a"]["sparsity"]) for p in got] == [(2, 0.1), (4, 0.3)]
+    (tmp_path / "bad.jsonl").write_text('{"step": 1}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not a probe record"):
+        read_probes(tmp_path / "bad.jsonl")
