@@ -10,6 +10,12 @@ in units of the layer's RMS weight, and with ``threshold_gain`` acting as a lear
 multiplier (Adam moves theta by about lr per step, and t_l must travel ~0.7 RMS for 50% sparsity
 within the warm-up; at lr 5e-4 and gain 1 that would take ~1,400 steps).
 
+Variant (``parametrization: raw``, the paper's form): the learned threshold is t_l = theta_l *
+gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for every layer, and no
+per-layer RMS scaling; it starts from the same masks as ``rms``. Which of the two gives the
+better WER-vs-sparsity frontier on AN4 has not been measured yet (issue 13): ``rms`` stays the
+default until it is.
+
 Estimator (ours; the paper's is not public): straight-through. The effective weight is
 W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
 loss reaches both W and t_l through the soft mask.
@@ -46,34 +52,36 @@ from espnet_pinch.pruning.lagrangian import init_term, sparsity_term, warmed_up_
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
+PARAMETRIZATIONS = ("rms", "raw")
+
 
 class _STEMask(torch.autograd.Function):
-    """(W, t) -> (W * H, sum(H)) with the gradients of (W * M, sum(M)) (straight-through).
+    """(W, t2) -> (W * H, sum(H)) with the gradients of (W * M, sum(M)) (straight-through), where
+    t2 is the threshold on W^2: H = 1[W^2 >= t2], M = sigmoid((W^2 - t2) / denom).
 
     Fused so that the forward pass needs no sigmoid and no extra full-size tensors kept for
     backward beyond W; the soft mask is computed once, in backward.
     """
 
     @staticmethod
-    def forward(ctx, w, t, denom):
-        hard = w * w >= t * t
-        ctx.save_for_backward(w, t)
+    def forward(ctx, w, t2, denom):
+        hard = w * w >= t2
+        ctx.save_for_backward(w, t2)
         ctx.denom = denom
         return w * hard, hard.sum().to(w.dtype)
 
     @staticmethod
     def backward(ctx, g_out, g_kept):
-        w, t = ctx.saved_tensors
+        w, t2 = ctx.saved_tensors
         inv = 1.0 / ctx.denom
         w2 = w * w
-        t2 = t * t
         soft = torch.sigmoid((w2 - t2).mul_(inv))
         # d soft / d u, times the upstream gradient of the soft surrogate W * M and of sum(M);
         # in-place steps keep the number of full-size temporaries (and memory passes) small.
-        common = soft.mul_(1 - soft).mul_(g_out * w + g_kept).mul_(2.0 * inv)
-        grad_t = -t * common.sum()
-        grad_w = torch.addcmul(common.mul_(w), g_out, (w2 >= t2).to(w.dtype))
-        return grad_w, grad_t, None
+        common = soft.mul_(1 - soft).mul_(g_out * w + g_kept).mul_(inv)
+        grad_t2 = -common.sum()
+        grad_w = torch.addcmul(common.mul_(2.0 * w), g_out, (w2 >= t2).to(w.dtype))
+        return grad_w, grad_t2, None
 
 
 class SPGGate(torch.nn.Module):
@@ -83,26 +91,40 @@ class SPGGate(torch.nn.Module):
     gradient: that of the soft mask), which the pruner's sparsity term uses for this step.
     """
 
-    def __init__(self, tau: float, gain: float = 1.0):
+    def __init__(self, tau: float, gain: float = 1.0, parametrization: str = "rms"):
         super().__init__()
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"pruner_conf.parametrization must be one of {PARAMETRIZATIONS}, "
+                             f"got {parametrization!r}")
         self.tau = tau
         self.gain = gain
+        self.parametrization = parametrization
         self.threshold = torch.nn.Parameter(torch.zeros(()))  # theta_l
         self.register_buffer("scale", torch.ones(()))  # s_l = mean(W^2) at calibration
         self.kept = None
 
+    def t2(self) -> torch.Tensor:
+        """The threshold on W^2: rms (theta * gain)^2 * s_l; raw theta * gain (the paper's t_l)."""
+        if self.parametrization == "raw":
+            return self.threshold * self.gain
+        return (self.threshold * self.gain) ** 2 * self.scale
+
     def t(self) -> torch.Tensor:
         """The threshold on |W| (same units as the weights)."""
-        return self.threshold * self.gain * self.scale.sqrt()
+        return self.t2().clamp_min(0).sqrt()
+
+    def denom(self) -> float:
+        """The soft mask's temperature on W^2: rms 2 tau s_l (per layer); raw tau (one for all)."""
+        return float(self.tau if self.parametrization == "raw" else 2 * self.tau * self.scale)
 
     def soft(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((w * w - self.t() ** 2) / (2 * self.tau * self.scale))
+        return torch.sigmoid((w * w - self.t2()) / self.denom())
 
     def hard(self, w: torch.Tensor) -> torch.Tensor:
-        return (w * w >= self.t().detach() ** 2).to(w.dtype)
+        return (w * w >= self.t2().detach()).to(w.dtype)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        out, self.kept = _STEMask.apply(w, self.t(), float(2 * self.tau * self.scale))
+        out, self.kept = _STEMask.apply(w, self.t2(), self.denom())
         return out
 
 
@@ -119,6 +141,10 @@ class SPGPruner(MaskPruner):
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0), see the module doc.
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is (>= 0).
+        parametrization: rms (default): theta_l in units of the layer's RMS weight and a soft
+            mask whose temperature is tau x the layer's mean W^2; raw (the paper's): a threshold
+            t_l = theta_l x threshold_gain on W^2 itself and one absolute temperature tau (in
+            W^2 units) for every layer.
         probe_interval: every this many training steps, record each layer's threshold and
             sparsity and the two parts of its threshold's gradient, from the ASR loss and from
             the sparsity term (``take_probe``; the trainer writes them to ``layers.jsonl``
@@ -138,6 +164,7 @@ class SPGPruner(MaskPruner):
         threshold_gain: float = 20.0,
         finalize_tolerance: float = 0.005,
         probe_interval: int = 10,
+        parametrization: str = "rms",
     ):
         if not tau > 0:
             raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
@@ -156,6 +183,10 @@ class SPGPruner(MaskPruner):
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)
         self.probe_interval = int(probe_interval)
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"pruner_conf.parametrization must be one of {PARAMETRIZATIONS}, "
+                             f"got {parametrization!r}")
+        self.parametrization = parametrization
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -163,7 +194,7 @@ class SPGPruner(MaskPruner):
 
     # -- gates ---------------------------------------------------------------------------
     def make_gate(self, layer: torch.nn.Module) -> SPGGate:
-        return SPGGate(self.tau, self.threshold_gain)
+        return SPGGate(self.tau, self.threshold_gain, self.parametrization)
 
     def zeros(self, gate: SPGGate, w: torch.Tensor) -> int:
         return int((gate.hard(w) == 0).sum())
@@ -178,7 +209,10 @@ class SPGPruner(MaskPruner):
         for _, gate, w in self.gates():
             ms = w.pow(2).mean().clamp_min(1e-12)
             gate.scale.copy_(ms)
-            gate.threshold.fill_(self.init_threshold / self.threshold_gain)
+            if self.parametrization == "raw":  # the same starting mask as rms: t_l = (init * RMS)^2
+                gate.threshold.fill_(float(self.init_threshold ** 2 * ms) / self.threshold_gain)
+            else:
+                gate.threshold.fill_(self.init_threshold / self.threshold_gain)
         self.calibrated.fill_(True)
 
     def before_forward(self) -> None:

@@ -261,3 +261,43 @@ def test_probe_splits_each_thresholds_gradient_into_asr_and_sparsity_parts():
 def test_probe_interval_is_checked():
     with pytest.raises(ValueError, match="pruner_conf.probe_interval"):
         SPGPruner(layers_of(mlp()), layers=["l*"], probe_interval=-1)
+
+
+def test_raw_parametrization_thresholds_w2_with_one_absolute_temperature():
+    """The paper's form: t_l = theta * gain on W^2, soft mask sigmoid((W^2 - t_l) / tau), no
+    per-layer scale; its fused gradients equal plain autograd on the surrogate."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    g = SPGGate(tau=0.3, gain=2.0, parametrization="raw").double()
+    g.scale.fill_(7.0)  # ignored by raw
+    g.threshold.data.fill_(0.2)  # t_l = 0.4 on W^2
+    assert torch.equal(g.hard(w), (w.detach() ** 2 >= 0.4).double())
+    upstream = torch.randn(6, 5, dtype=torch.float64)
+    out = g(w)
+    ((out * upstream).sum() + 0.7 * g.kept).backward()
+    got_w, got_t = w.grad.clone(), g.threshold.grad.clone()
+    theta = g.threshold.detach().clone().requires_grad_(True)
+    w2 = w.detach().clone().requires_grad_(True)
+    soft = torch.sigmoid((w2 ** 2 - theta * 2.0) / 0.3)
+    hard = (w2.detach() ** 2 >= 0.4).double()
+    ref = w2 * (hard + soft - soft.detach())
+    ((ref * upstream).sum() + 0.7 * (hard.sum() + soft.sum() - soft.sum().detach())).backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(got_w, w2.grad)
+    torch.testing.assert_close(got_t, theta.grad)
+
+
+def test_raw_and_rms_start_from_the_same_masks():
+    masks = {}
+    for p in ("rms", "raw"):
+        model = mlp()
+        pruner = SPGPruner(layers_of(model), layers=["l*"], init_threshold=0.5, parametrization=p)
+        pruner.before_forward()
+        masks[p] = {n: (g.hard(w), (w * w - g.t2()).abs() / g.t2()) for n, g, w in pruner.gates()}
+    for n, (rms, margin) in masks["rms"].items():
+        differ = rms != masks["raw"][n][0]  # only a weight within float32 rounding of t may differ
+        assert (margin[differ] < 1e-5).all(), n
+    masks = {p: {n: m for n, (m, _) in ms.items()} for p, ms in masks.items()}
+    assert 0 < sum(float((m == 0).float().mean()) for m in masks["raw"].values())
+    with pytest.raises(ValueError, match="pruner_conf.parametrization"):
+        SPGPruner(layers_of(mlp()), layers=["l*"], parametrization="log")
