@@ -68,7 +68,9 @@ class _STEMask(torch.autograd.Function):
         hard = w * w >= t2
         ctx.save_for_backward(w, t2)
         ctx.denom = denom
-        return w * hard, hard.sum().to(w.dtype)
+        # where(), not w * hard: a pruned negative weight becomes +0.0 (w * 0 would be -0.0),
+        # bit-identical to the zeros of the sparse export (issue 16)
+        return torch.where(hard, w, w.new_zeros(())), hard.sum().to(w.dtype)
 
     @staticmethod
     def backward(ctx, g_out, g_kept):

@@ -25,7 +25,7 @@ class FixedMask(torch.nn.Module):
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.mask
+        return torch.where(self.mask, w, w.new_zeros(()))  # +0.0 where pruned, as the export stores
 
 
 class UMPPruner(MaskPruner):
