@@ -480,8 +480,8 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
              "MACs/s = multiply-accumulates per second of audio (`espnet_pinch.profiling.macs`; "
              "for fine-grained sparse models only the non-zero weights count, which sparse kernels "
              "would need: dense CPU kernels still do the dense MACs); "
-             "decode RTF = CPU decode seconds / audio seconds (model loading, upstream, CTC beam "
-             "search); speedup meas. / ideal (physically smaller models only) = dense decode "
+             "decode RTF = CPU decode seconds / audio seconds (model loading, upstream and the "
+             "search of the decoding config: greedy CTC or beam search, `bin/decode.py`); speedup meas. / ideal (physically smaller models only) = dense decode "
              "seconds / this model's, in the same run, and dense MACs / this model's.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
