@@ -47,6 +47,8 @@ class NASCPPruner(StructuredPruner):
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after the search (the recipe
             reads it; the search itself runs for the config's max_epoch).
+        hard_gap: the size term's value is the argmax architecture's sparsity, its gradient the
+            expectation's (straight-through, as SPG's hard sparsity); false: the expectation.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class NASCPPruner(StructuredPruner):
         penalty: float = 50.0,
         finalize_tolerance: float = 0.01,
         finetune_epochs: int = 1,
+        hard_gap: bool = False,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -76,6 +79,7 @@ class NASCPPruner(StructuredPruner):
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
+        self.hard_gap = bool(hard_gap)
         self.arch_lr_scale = float(arch_lr_scale)
         init_term(self, warmup_steps, dual_lr, penalty)
         # Candidate widths per group (distinct, increasing; conv keeps at least one channel).
@@ -126,7 +130,9 @@ class NASCPPruner(StructuredPruner):
         if self._expected is None:  # evaluation: report only
             zero = self.lambda1.new_zeros(())
             return zero, {"sparsity": torch.tensor(chosen), "loss_sparsity": zero}
-        s = self.sparsity_of(self._expected)
+        expected = s = self.sparsity_of(self._expected)
+        if self.hard_gap:  # the argmax architecture's value, the expectation's gradient
+            s = s + (chosen - s).detach()
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
                              update=torch.is_grad_enabled())
@@ -134,7 +140,7 @@ class NASCPPruner(StructuredPruner):
             self.column_mask(name).soft = None
         self._expected = None
         stats = {"loss_sparsity": term.detach(), "sparsity": torch.tensor(chosen),
-                 "expected_sparsity": s.detach(), "target_sparsity": torch.tensor(target),
+                 "expected_sparsity": expected.detach(), "target_sparsity": torch.tensor(target),
                  "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
         return term, stats
 

@@ -45,6 +45,26 @@ def test_size_term_pulls_the_expected_sparsity_to_the_target(tiny_ckpt, tmp_path
     assert model.pruner.lambda1.item() != 0.0
 
 
+@pytest.mark.parametrize("hard_gap", [False, True])
+def test_the_size_terms_value_is_the_argmax_architectures_with_hard_gap(tiny_ckpt, tmp_path, hard_gap):
+    torch.manual_seed(0)
+    model = nascp_model(tiny_ckpt, tmp_path, target_sparsity=0.6, penalty=10.0, dual_lr=1.0,
+                        warmup_steps=0, hard_gap=hard_gap)
+    p = model.pruner
+    with torch.no_grad():  # expectation between the candidates; the argmax is the full width
+        for a in p.alpha.values():
+            a.zero_()[-1] = 0.01
+    model.train()
+    loss, stats, _ = model(**batch())
+    chosen, expected = float(stats["sparsity"]), float(stats["expected_sparsity"])
+    assert chosen == 0.0 and expected > 0.2
+    gap = (chosen if hard_gap else expected) - 0.6
+    assert float(stats["loss_sparsity"]) == pytest.approx(10.0 * gap ** 2, rel=1e-5)  # lambda1 was 0
+    assert float(p.lambda1) == pytest.approx(gap, rel=1e-5)  # dual ascent on the same gap
+    loss.backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in p.alpha.values())
+
+
 def test_eval_forward_uses_the_argmax_architecture(tiny_ckpt, tmp_path):
     model = nascp_model(tiny_ckpt, tmp_path)
     with torch.no_grad():
