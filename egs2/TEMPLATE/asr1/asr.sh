@@ -79,7 +79,7 @@ results_md=RESULTS.md   # where stage 9 writes the readable table
 min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
                         # at least this share of its steps at the full target (0: report only)
 smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
-                        # a small slice with the tiny upstream, in separate dirs (about 25 min on 2 cores)
+                        # a small slice with the tiny upstream, in separate dirs (about 13 min on 2 cores)
 
 readonly list_options="seeds"  # options that take a list of whole numbers (parse_options.sh checks)
 . utils/parse_options.sh
