@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import torch
 
-from espnet_pinch.bin import asr_inference
+from espnet_pinch.bin import asr_inference, decode
 from espnet_pinch.bin.bundle import import_bundle, upstream_arch
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 from espnet_pinch.pruning.sparse import load_sparse
@@ -64,6 +64,15 @@ def _import_bundle(path, tiny_ckpt, tmp_path):
     import_bundle(path.parent, tmp_path / "exp", ROOT / "x", ROOT / "y", "m.pth")
 
 
+def _decode(path, tmp_path, search):
+    (tmp_path / "decode.yaml").write_text(f"search: {search}\n")
+    (tmp_path / "wav.scp").write_text("u1 /dev/null\n")
+    (tmp_path / "config.yaml").touch()  # never read: the checkpoint is refused first
+    decode.main(["--config", str(tmp_path / "decode.yaml"), "--asr_train_config",
+                 str(tmp_path / "config.yaml"), "--asr_model_file", str(path),
+                 "--set", str(tmp_path / "wav.scp"), str(tmp_path / "out")])
+
+
 # Every way espnet_pinch reads a checkpoint (or hands one to ESPnet / S3PRL): f(path, tiny, tmp).
 ENTRY_POINTS = {
     "load_checkpoint": lambda p, *_: load_checkpoint(p),
@@ -85,6 +94,8 @@ ENTRY_POINTS = {
     "asr_inference --asr_model_file": lambda p, tiny, tmp: asr_inference.main([
         "--asr_train_config", str(tmp / "config.yaml"), "--asr_model_file", str(p),
         "--data_path_and_name_and_type", "wav.scp,speech,sound", "--output_dir", str(tmp / "out")]),
+    "decode greedy --asr_model_file": lambda p, tiny, tmp: _decode(p, tmp, "greedy"),
+    "decode beam --asr_model_file": lambda p, tiny, tmp: _decode(p, tmp, "beam"),
 }
 
 
