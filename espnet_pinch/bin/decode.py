@@ -123,13 +123,16 @@ def main(argv=None) -> None:
         if not Path(f).is_file():
             raise FileNotFoundError(f"no such file: {f}")
     device = "cuda" if args.ngpu > 0 else "cpu"
+    search = conf.get("search", "beam")
+    # greedy: a sparse export is expanded (and any model file checked) once, not once per set
+    model_file = (asr_inference.dense_model_file(args.asr_model_file, Path(args.set[0][1]))
+                  if search == "greedy" else None)
     for wav_scp, out_dir in args.set:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        logging.info(f"{conf.get('search', 'beam')} search: {wav_scp} with {args.asr_model_file} -> {out}")
+        logging.info(f"{search} search: {wav_scp} with {args.asr_model_file} -> {out}")
         start = time.perf_counter()
-        if conf.get("search", "beam") == "greedy":
-            model_file = asr_inference.dense_model_file(args.asr_model_file, out)
+        if search == "greedy":
             decode_greedy(args.asr_train_config, model_file, wav_scp, out, device)
         else:
             decode_beam(conf, args.asr_train_config, args.asr_model_file, wav_scp, out, args.ngpu)

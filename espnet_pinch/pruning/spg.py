@@ -189,10 +189,7 @@ class SPGPruner(MaskPruner):
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)
         self.probe_interval = int(probe_interval)
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"pruner_conf.parametrization must be one of {PARAMETRIZATIONS}, "
-                             f"got {parametrization!r}")
-        self.parametrization = parametrization
+        self.parametrization = parametrization  # checked by each SPGGate (attach, below)
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -230,19 +227,20 @@ class SPGPruner(MaskPruner):
         return warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        update = self.training and torch.is_grad_enabled()
+        probe = update and self.probe_interval > 0 and int(self.step) % self.probe_interval == 0
+        step = int(self.step) + 1  # this training step (1-based)
         kept, total, per_layer = 0.0, 0, {}
         for name, gate, w in self.gates():
             if gate.kept is None:  # layer not run since the last loss(): evaluate its gate now
                 gate(w)
             kept = kept + gate.kept
-            per_layer[name] = 1.0 - float(gate.kept) / w.numel()
+            if probe:  # a host sync per layer: only on probe steps
+                per_layer[name] = 1.0 - float(gate.kept) / w.numel()
             gate.kept = None  # each forward's graph is used once
             total += w.numel()
         s = 1.0 - kept / total
         target = self.current_target()
-        update = self.training and torch.is_grad_enabled()
-        probe = update and self.probe_interval > 0 and int(self.step) % self.probe_interval == 0
-        step = int(self.step) + 1  # this training step (1-based)
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
                              update=update)
         if probe:
