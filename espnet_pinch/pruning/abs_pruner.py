@@ -65,6 +65,13 @@ class AbsPruner(torch.nn.Module, ABC):
 
         bind_budget(self, total_steps)
 
+    def plain_sgd_parameters(self) -> Tuple[list, float]:
+        """(parameters, learning rate) that the model's optimizer must step with plain SGD instead
+        of its own rule (``train/optim.py``; the task sets it up in ``build_optimizers``), e.g.
+        SPG's thresholds with ``threshold_step: sgd``; ([], 0.0) by default: every parameter of
+        the method is the optimizer's."""
+        return [], 0.0
+
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""
         return sum(p.numel() for p in self.parameters())

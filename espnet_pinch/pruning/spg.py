@@ -20,6 +20,17 @@ until it is. First data point, one seed, AN4 at 0.65, 4 epochs, greedy CTC (2026
 p = 0.012 / +0.45, p = 0.752); Transformer matrices 0.599-0.738 vs 0.599-0.731, CNN 0.000-0.439
 vs 0.058-0.444. A 0.5-point difference on 773 words with one seed decides nothing.
 
+Variant (``threshold_step: sgd``, ours): the thresholds leave the model's optimizer and take
+plain SGD steps on their own gradient (``train/optim.py``; same schedule, same clipping). With
+Adam every threshold moves about lr per step whatever its gradient, so under the ramping target
+the layers move in lockstep in RMS units (on the toy MLP of ``tests/pruning/test_spg.py``, 20
+steps of the sparsity term alone: 0.2094 / 0.2094 / 0.2094). Plain SGD follows the gradient of
+the Lagrangian itself: the sparsity term pulls each threshold in proportion to the layer's share
+of the gated weights and to its weight density at the threshold, the ASR loss pushes back as hard
+as the layer matters, and a threshold rests where the two balance, i.e. where removing one more
+weight costs every layer the same loss (the stationarity condition of min loss s.t. sparsity).
+On the toy, the same 20 steps move the three thresholds 0.136 / 0.969 / 0.032.
+
 Estimator (ours; the paper's is not public): straight-through. The effective weight is
 W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
 loss reaches both W and t_l through the soft mask.
@@ -57,6 +68,7 @@ from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
 PARAMETRIZATIONS = ("rms", "raw")
+THRESHOLD_STEPS = ("shared", "sgd")
 
 
 class _STEMask(torch.autograd.Function):
@@ -155,6 +167,13 @@ class SPGPruner(MaskPruner):
             sparsity and the two parts of its threshold's gradient, from the ASR loss and from
             the sparsity term (``take_probe``; the trainer writes them to ``layers.jsonl``
             beside ``trace.tsv``); 0 = never.
+        threshold_step: shared (default): the thresholds are parameters of the model's optimizer
+            like any other (Adam: each threshold moves about lr per step whatever its gradient's
+            size); sgd: plain SGD steps of ``threshold_lr`` x the schedule's factor on the
+            gradient itself (``train/optim.py``), so that a threshold moves as fast as the ASR
+            loss and the sparsity term pull it and the layers settle where their marginal costs
+            meet, not in lockstep.
+        threshold_lr: the base learning rate of ``threshold_step: sgd`` (> 0); unused otherwise.
     """
 
     def __init__(
@@ -171,7 +190,14 @@ class SPGPruner(MaskPruner):
         finalize_tolerance: float = 0.005,
         probe_interval: int = 10,
         parametrization: str = "rms",
+        threshold_step: str = "shared",
+        threshold_lr: float = 1.0,
     ):
+        if threshold_step not in THRESHOLD_STEPS:
+            raise ValueError(f"pruner_conf.threshold_step must be one of {THRESHOLD_STEPS}, "
+                             f"got {threshold_step!r}")
+        if not threshold_lr > 0:
+            raise ValueError(f"pruner_conf.threshold_lr must be > 0, got {threshold_lr!r}")
         if not tau > 0:
             raise ValueError(f"pruner_conf.tau must be > 0, got {tau!r}")
         if not threshold_gain > 0:
@@ -190,6 +216,8 @@ class SPGPruner(MaskPruner):
         self.finalize_tolerance = float(finalize_tolerance)
         self.probe_interval = int(probe_interval)
         self.parametrization = parametrization  # checked by each SPGGate (attach, below)
+        self.threshold_step = threshold_step
+        self.threshold_lr = float(threshold_lr)
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -221,6 +249,11 @@ class SPGPruner(MaskPruner):
     def before_forward(self) -> None:
         if not bool(self.calibrated):
             self.calibrate()
+
+    def plain_sgd_parameters(self):
+        if self.threshold_step != "sgd":
+            return [], 0.0
+        return [g.threshold for _, g, _ in self.gates()], self.threshold_lr
 
     # -- sparsity -------------------------------------------------------------------------
     def current_target(self) -> float:

@@ -19,6 +19,7 @@ from espnet_pinch.encoder.linear import LinearEncoder
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 from espnet_pinch.model.asr import PinchESPnetASRModel
 from espnet_pinch.pruning import PRUNERS, AbsPruner
+from espnet_pinch.train.optim import add_plain_sgd_group
 from espnet_pinch.train.schedule import BudgetLR
 from espnet_pinch.train.trainer import PinchTrainer
 from espnet_pinch.utils.safe_load import RESUME_GLOBALS, check_checkpoint, weights_only_loads
@@ -75,6 +76,15 @@ class PinchASRTask(ASRTask):
             check_checkpoint(model_file)
         with weights_only_loads():
             return super().build_model_from_file(config_file, model_file, device)
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model):
+        optimizers = super().build_optimizers(args, model)
+        pruner = getattr(getattr(model, "module", model), "pruner", None)
+        if pruner is not None:
+            params, lr = pruner.plain_sgd_parameters()
+            add_plain_sgd_group(optimizers[0], params, lr)
+        return optimizers
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):

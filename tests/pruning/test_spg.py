@@ -200,6 +200,8 @@ def test_sparse_roundtrip_conv_shapes():
     ({"penalty": -1.0}, "pruner_conf.penalty"),
     ({"threshold_gain": 0.0}, "pruner_conf.threshold_gain"),
     ({"finalize_tolerance": -0.1}, "pruner_conf.finalize_tolerance"),
+    ({"threshold_step": "adam"}, "pruner_conf.threshold_step"),
+    ({"threshold_lr": 0.0}, "pruner_conf.threshold_lr"),
 ])
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):
@@ -301,3 +303,36 @@ def test_raw_and_rms_start_from_the_same_masks():
     assert 0 < sum(float((m == 0).float().mean()) for m in masks["raw"].values())
     with pytest.raises(ValueError, match="pruner_conf.parametrization"):
         SPGPruner(layers_of(mlp()), layers=["l*"], parametrization="log")
+
+
+def test_sgd_thresholds_move_with_their_pull_adam_ones_in_lockstep():
+    """Sparsity term only (no ASR loss): the term's pull on a layer's threshold is proportional
+    to the layer's share of the gated weights (l2: 4,096 of 5,376; l4: 256). Adam moves every
+    threshold by about lr per step whatever that pull; plain SGD (threshold_step: sgd) moves
+    each by its gradient, so the large layer's threshold travels much further."""
+    from espnet_pinch.train.optim import add_plain_sgd_group
+
+    moved = {}
+    for step in ("shared", "sgd"):
+        model = mlp()
+        pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
+                           threshold_gain=1.0, init_threshold=0.1, threshold_step=step,
+                           threshold_lr=0.05)
+        pruner.train()
+        pruner.before_forward()
+        theta0 = {n: float(g.threshold) for n, g, _ in pruner.gates()}
+        opt = torch.optim.Adam([g.threshold for _, g, _ in pruner.gates()], lr=0.01)
+        add_plain_sgd_group(opt, *pruner.plain_sgd_parameters())
+        for _ in range(20):
+            for _, gate, w in pruner.gates():
+                gate(w)
+            term, _ = pruner.loss()
+            opt.zero_grad()
+            term.backward()
+            opt.step()
+        moved[step] = {n: float(g.threshold) - theta0[n] for n, g, _ in pruner.gates()}
+    adam, sgd = moved["shared"], moved["sgd"]
+    assert all(v > 0 for v in [*adam.values(), *sgd.values()]), moved  # all pulled to pruning
+    assert max(adam.values()) / min(adam.values()) < 1.2, moved  # lockstep
+    assert sgd["l2"] / sgd["l4"] > 5, moved  # in proportion to the pull
+    assert pruner.plain_sgd_parameters() == ([g.threshold for _, g, _ in pruner.gates()], 0.05)

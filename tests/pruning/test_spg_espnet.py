@@ -47,6 +47,21 @@ def test_pruner_selected_by_config_and_logged(tiny_ckpt, tmp_path):
     assert q.parametrizations.weight[0].threshold.grad is not None
 
 
+def test_sgd_thresholds_get_their_own_group_in_the_models_optimizer(tiny_ckpt, tmp_path):
+    conf = {"target_sparsity": 0.5, "warmup_steps": 0, "threshold_step": "sgd", "threshold_lr": 3.0}
+    args = build_args(tiny_ckpt, tmp_path, pruner_conf=conf)
+    model = PinchASRTask.build_model(args)
+    (opt,) = PinchASRTask.build_optimizers(args, model)
+    thresholds = {id(g.threshold) for _, g, _ in model.pruner.gates()}
+    main, own = opt.param_groups
+    assert {id(p) for p in own["params"]} == thresholds and own["plain_sgd"] and own["lr"] == 3.0
+    assert not thresholds & {id(p) for p in main["params"]}
+    assert len(main["params"]) + len(thresholds) == len(list(model.parameters()))
+    args = build_args(tiny_ckpt, tmp_path)  # the default: one optimizer over everything
+    (opt,) = PinchASRTask.build_optimizers(args, PinchASRTask.build_model(args))
+    assert len(opt.param_groups) == 1
+
+
 def test_unknown_pruner_key_is_reported(tiny_ckpt, tmp_path):
     with pytest.raises(ValueError, match="pruner_conf"):
         PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path, pruner_conf={"sparsity_goal": 1}))

@@ -1,0 +1,59 @@
+"""A plain-SGD parameter group inside any torch optimizer (for a pruner's own parameters).
+
+``add_plain_sgd_group(optimizer, params, lr)`` moves ``params`` out of the optimizer's groups into
+a group of their own, flagged ``plain_sgd``, whose parameters the optimizer's own rule (Adam's
+per-parameter normalisation, its weight decay, its state) never touches: a step pre-hook hides
+their gradients from it, and the post-hook applies ``p -= group["lr"] * grad``. Everything else
+about an optimizer step stays ESPnet's: the gradient is the one after accumulation, AMP
+unscaling and clipping (the whole model's norm), a skipped step (non-finite norm) skips this
+group too, ``zero_grad`` clears it, and the group's learning rate follows the run's scheduler
+like every other group's (``BudgetLR`` scales each group's base rate by one common factor, and
+ESPnet logs it as ``optim0_lr<group>``). Plain SGD has no state, so nothing is added to the
+checkpoint beyond the group's hyper-parameters.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+FLAG = "plain_sgd"
+
+
+def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter],
+                        lr: float) -> None:
+    params = list(params)
+    if not params:
+        return
+    if not lr > 0:
+        raise ValueError(f"plain SGD learning rate must be > 0, got {lr!r}")
+    if any(g.get(FLAG) for g in optimizer.param_groups):
+        raise RuntimeError("this optimizer already has a plain-SGD group")
+    own = {id(p) for p in params}
+    for g in optimizer.param_groups:  # built over model.parameters(): take ours out
+        g["params"] = [p for p in g["params"] if id(p) not in own]
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    # the optimizer's defaults fill the group's other keys (betas, eps, ...): unused here
+    optimizer.add_param_group({"params": params, "lr": float(lr), "weight_decay": 0.0, FLAG: True})
+    hidden = {}
+
+    def hide(opt, args, kwargs):  # before the optimizer's own rule: it sees no gradient here
+        for g in opt.param_groups:
+            if g.get(FLAG):
+                for p in g["params"]:
+                    hidden[p] = p.grad
+                    p.grad = None
+
+    @torch.no_grad()
+    def sgd(opt, args, kwargs):
+        for g in opt.param_groups:
+            if g.get(FLAG):
+                for p in g["params"]:
+                    grad = hidden.pop(p, None)
+                    if grad is not None:
+                        p.add_(grad, alpha=-g["lr"])
+                        p.grad = grad  # zero_grad clears it as usual
+        hidden.clear()
+
+    optimizer.register_step_pre_hook(hide)
+    optimizer.register_step_post_hook(sgd)

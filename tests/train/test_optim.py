@@ -1,0 +1,65 @@
+"""A plain-SGD group inside the model's optimizer (SPG's ``threshold_step: sgd``)."""
+import pytest
+import torch
+
+from espnet_pinch.train.optim import FLAG, add_plain_sgd_group
+from espnet_pinch.train.schedule import BudgetLR
+
+
+def params():
+    torch.manual_seed(0)
+    return torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(()))
+
+
+def test_own_group_gets_plain_sgd_and_the_rest_the_optimizers_rule():
+    w, theta = params()
+    ref_w = torch.nn.Parameter(w.detach().clone())
+    opt = torch.optim.Adam([w, theta], lr=0.1, weight_decay=0.01)
+    add_plain_sgd_group(opt, [theta], lr=0.5)
+    ref = torch.optim.Adam([ref_w], lr=0.1, weight_decay=0.01)
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 1] and opt.param_groups[1][FLAG]
+    for gw, gt in [(torch.randn(5), 3.0), (torch.randn(5), -0.02)]:
+        theta0 = theta.detach().clone()
+        w.grad, ref_w.grad, theta.grad = gw.clone(), gw.clone(), torch.tensor(gt)
+        opt.step()
+        ref.step()
+        # the raw gradient times lr: not normalised (Adam would move theta ~lr whatever gt is)
+        assert float(theta) == pytest.approx(float(theta0) - 0.5 * gt, abs=1e-6)
+        torch.testing.assert_close(w, ref_w, rtol=0, atol=0)  # Adam's rule, untouched
+        opt.zero_grad()
+        assert theta.grad is None and w.grad is None
+    assert theta not in opt.state  # no Adam moments for it
+
+
+def test_a_skipped_step_leaves_no_gradient_behind_and_the_scheduler_scales_the_group():
+    w, theta = params()
+    opt = torch.optim.Adam([w, theta], lr=1e-3)
+    add_plain_sgd_group(opt, [theta], lr=2.0)
+    sched = BudgetLR(opt, warmup_steps=4)
+    sched.bind(steps_per_epoch=10, max_epoch=1)
+    theta.grad = torch.tensor(float("nan"))
+    opt.zero_grad()  # ESPnet skips step() on a non-finite grad norm but still zeroes
+    for k in range(1, 4):
+        theta0, lr = float(theta), opt.param_groups[1]["lr"]
+        assert lr == pytest.approx(2.0 * sched.factor(k))  # the common schedule
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * sched.factor(k))
+        theta.grad = torch.tensor(1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        assert float(theta) == pytest.approx(theta0 - lr)
+
+
+def test_state_dict_round_trip_with_the_same_construction():
+    w, theta = params()
+    opt = torch.optim.Adam([w, theta], lr=1e-3)
+    add_plain_sgd_group(opt, [theta], lr=2.0)
+    w.grad, theta.grad = torch.ones(5), torch.tensor(1.0)
+    opt.step()
+    w2, theta2 = params()
+    again = torch.optim.Adam([w2, theta2], lr=1e-3)
+    add_plain_sgd_group(again, [theta2], lr=2.0)
+    again.load_state_dict(opt.state_dict())
+    assert again.param_groups[1][FLAG] and again.param_groups[1]["lr"] == 2.0
+    with pytest.raises(ValueError, match="> 0"):
+        add_plain_sgd_group(torch.optim.Adam([params()[0]]), [params()[1]], lr=0.0)
