@@ -11,7 +11,7 @@ compact model is used as compacted).
 Prints "<search epochs> <fine-tuning epochs> <total epochs>"; a method without fine-tuning gets
 "N 0 N".
 
-Usage: python -m espnet_pinch.bin.epochs --config conf/train_nascp.yaml [-- --max_epoch 4 ...]
+Usage: python -m espnet_pinch.bin.epochs --config exp/asr_nascp_0.65_s0/train_config.yaml [-- --max_epoch 4 ...]
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for eve
 per-layer RMS scaling; it starts from the same masks as ``rms``. Which of the two gives the
 better WER-vs-sparsity frontier on AN4 is not measured yet (issue 13): ``rms`` stays the default
 until it is. First data point, one seed, AN4 at 0.65, 4 epochs, greedy CTC (2026-12-02;
-``conf/train_spg_raw.yaml``, tau and gain matched to rms at the median layer): raw test / dev WER
+``conf/pruner/spg_raw.yaml``, tau and gain matched to rms at the median layer): raw test / dev WER
 24.97 / 34.90 (vs dense_cont +1.55, p = 0.064 / +0.67, p = 0.552), rms 25.49 / 34.68 (+2.07,
 p = 0.012 / +0.45, p = 0.752); Transformer matrices 0.599-0.738 vs 0.599-0.731, CNN 0.000-0.439
 vs 0.058-0.444. A 0.5-point difference on 773 words with one seed decides nothing.

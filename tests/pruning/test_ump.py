@@ -47,16 +47,3 @@ def test_masks_stay_fixed_during_fine_tuning():
 def test_bad_target():
     with pytest.raises(ValueError, match="pruner_conf.target_sparsity"):
         UMPPruner(layers(), target_sparsity=1.2, layers=["*"])
-
-
-def test_method_configs_differ_only_in_their_pruning_block():
-    import yaml
-
-    from ..conftest import ROOT
-
-    conf = ROOT / "egs2/an4/asr1/conf"
-    spg = yaml.safe_load((conf / "train_spg.yaml").read_text())
-    ump = yaml.safe_load((conf / "train_ump.yaml").read_text())
-    for c in (spg, ump):
-        c.pop("pruner"), c.pop("pruner_conf")
-    assert spg == ump

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from espnet_pinch.bin.compose_config import compose_files
 from espnet_pinch.utils.safe_load import load_checkpoint
 
 from ..conftest import ROOT
@@ -13,7 +14,22 @@ from ..train.toy import data_args
 
 RECIPE = ROOT / "egs2" / "librispeech_100" / "asr1"
 SAMPLE = ROOT.parent / "shared" / "data" / "librispeech_sample"
-CONFIGS = sorted(p.name for p in (RECIPE / "conf").glob("train_*.yaml"))
+MODELS = ("wav2vec2_base", "hubert_large")
+# what each run trains with: dense_<model>, dense_cont (the compression base as it is) and every
+# method's block added to that base (asr.sh stage 6, bin/compose_config.py)
+CONFIGS = sorted([f"dense_{m}" for m in MODELS] + [f"dense_cont_{m}" for m in MODELS]
+                 + [f"{b.stem}_{m}" for m in MODELS for b in (RECIPE / "conf" / f"pruner_{m}").glob("*.yaml")])
+
+
+def config_of(name: str) -> dict:
+    model = next(m for m in MODELS if name.endswith(m))
+    method = name[: -len(model) - 1]
+    if method == "dense":
+        return yaml.safe_load((RECIPE / "conf" / f"train_dense_{model}.yaml").read_text())
+    base = RECIPE / "conf" / f"train_compress_{model}.yaml"
+    if method == "dense_cont":
+        return yaml.safe_load(base.read_text())
+    return compose_files(base, RECIPE / "conf" / f"pruner_{model}" / f"{method}.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +48,19 @@ def prepared(tmp_path_factory):
 
 
 def test_every_method_has_both_models():
-    methods = {c.removeprefix("train_").rsplit("_", 2)[0] for c in CONFIGS}
+    methods = {c.rsplit("_", 2)[0] for c in CONFIGS}
     assert methods == {"dense", "dense_cont", "spg", "ump", "nascp", "hj_separate", "hj_size",
                        "hj_macs"}
     for m in methods:
-        for model in ("wav2vec2_base", "hubert_large"):
-            assert f"train_{m}_{model}.yaml" in CONFIGS
+        for model in MODELS:
+            assert f"{m}_{model}" in CONFIGS
 
 
 def test_operating_points_and_hub_names():
     for c in CONFIGS:
-        cfg = yaml.safe_load((RECIPE / "conf" / c).read_text())
+        cfg = config_of(c)
         hub = cfg["frontend_conf"]["upstream"]
-        assert hub == ("wav2vec2" if c.endswith("wav2vec2_base.yaml") else "hubert_large_ll60k"), c
+        assert hub == ("wav2vec2" if c.endswith("wav2vec2_base") else "hubert_large_ll60k"), c
         if cfg.get("pruner"):
             want = 0.65 if "wav2vec2" in c else 0.6  # the SPG paper's operating points
             assert cfg["pruner_conf"]["target_sparsity"] == want, c
@@ -57,8 +73,10 @@ def test_config_trains_one_step(config, prepared, tiny_ckpt, tiny_hubert_ckpt, t
     dump, bpe, tokens = prepared
     ckpt = tiny_hubert_ckpt if "hubert" in config else tiny_ckpt
     out = tmp_path / "exp"
+    conf = tmp_path / "train_config.yaml"
+    conf.write_text(yaml.safe_dump(config_of(config)))
     PinchASRTask.main(cmd=[
-        "--config", str(RECIPE / "conf" / config), "--output_dir", str(out),
+        "--config", str(conf), "--output_dir", str(out),
         "--frontend_conf", f"path_or_url={ckpt}",
         "--token_type", "bpe", "--bpemodel", str(bpe), "--token_list", str(tokens),
         "--use_preprocessor", "true", "--ngpu", "0", "--num_workers", "0",

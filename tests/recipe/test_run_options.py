@@ -43,7 +43,8 @@ def run(tmp: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProc
     (["--budget_target", "1.5"], "--budget_target"),
     (["--select", "best"], "--select"),
     (["--min_target_share", "40%"], "--min_target_share"),
-    (["--methods", "spg", "--conf_suffix", "_nosuch"], "--methods"),
+    (["--methods", "spg", "--pruner_dir", "conf/nosuch"], "--methods"),
+    (["--methods", "spg", "--compress_config", "conf/nosuch.yaml"], "--compress_config"),
 ])
 def test_bad_option_stops_before_any_work_with_one_line(tmp_path, args, option):
     start = time.monotonic()
@@ -84,7 +85,8 @@ def test_smoke_selects_the_slice_options(tmp_path):
     for want in ("--exp_dir (default: exp_smoke)", "--data_dir (default: data_smoke)",
                  "--dump_dir (default: dump_smoke)", "--speed_perturb (default: 1.0)",
                  "--upstream_config (default: ../../../conf/upstream/tiny_test.yaml)",
-                 "--retrain_dense (default: true)", "--conf_suffix (default: _debug)",
+                 "--retrain_dense (default: true)", "--pruner_dir (default: conf/pruner_debug)",
+                 "--compress_config (default: conf/train_compress_debug.yaml)",
                  "--methods (default: spg ump nascp hj_macs@0.4)"):
         assert want in text, want
 

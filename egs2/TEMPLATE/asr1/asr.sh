@@ -54,9 +54,11 @@ upstream_seed=0         # seed of the random starting upstream
 asr_config=conf/train_dense.yaml  # dense training config (frontend, model, optimiser)
 asr_tag=                # dense experiment name (default: from the config file name)
 asr_args=               # extra options for every trainer run, e.g. "--max_epoch 2"
-methods=                # pruning methods to compare with dense (conf/train_<method>.yaml), e.g.
-                        # "spg ump nascp hj_size@0.5": a method@t1,t2 entry has its own targets
-conf_suffix=            # pruning configs are conf/train_<method><suffix>.yaml (e.g. _debug)
+methods=                # pruning methods to compare with dense (blocks <pruner_dir>/<method>.yaml),
+                        # e.g. "spg ump nascp hj_size@0.5": a method@t1,t2 entry has its own targets
+compress_config=conf/train_compress.yaml  # the training config of every compression run: dense_cont
+                        # as it is, each method with its pruning block added (bin/compose_config.py)
+pruner_dir=conf/pruner  # one pruning block per method (pruner + pruner_conf): <pruner_dir>/<method>.yaml
 target_sparsities="0.5 0.65"  # target sparsities for every pruning method
 sweep=false             # true: every method (method@targets too) over sweep_targets: the full curve
 sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8 0.9"  # the targets of --sweep true
@@ -96,8 +98,8 @@ check_options() {
   for spec in $methods; do
     [[ $spec =~ ^[a-z_0-9]+(@$target(,$target)*)?$ ]] \
       || die "--methods: '$spec' is not method or method@t1,t2 with every t in [0, 1)"
-    [ -f "conf/train_${spec%%@*}$conf_suffix.yaml" ] \
-      || die "--methods: no config conf/train_${spec%%@*}$conf_suffix.yaml for ${spec%%@*}"
+    [ -f "$pruner_dir/${spec%%@*}.yaml" ] \
+      || die "--methods: no pruning block $pruner_dir/${spec%%@*}.yaml for ${spec%%@*} (--pruner_dir)"
   done
   for t in $speed_perturb; do [[ $t =~ ^[0-9]*\.?[0-9]+$ ]] || die "--speed_perturb: $t is not a factor"; done
   [[ $token_type =~ ^(char|bpe|unigram)$ ]] || die "--token_type: $token_type is not char, bpe or unigram"
@@ -109,8 +111,8 @@ check_options() {
   [[ $budget_target =~ ^$target$ ]] || die "--budget_target: $budget_target is not a sparsity in [0, 1)"
   [[ $select =~ ^(last|best_dev)$ ]] || die "--select: $select is not last or best_dev"
   [[ $min_target_share =~ ^(0|1|0?\.[0-9]+|1\.0*)$ ]] || die "--min_target_share: $min_target_share is not a share in [0, 1]"
-  [ -n "$methods" ] && [ ! -f "conf/train_dense_cont$conf_suffix.yaml" ] \
-    && die "--methods: no config conf/train_dense_cont$conf_suffix.yaml for dense_cont, the matched dense baseline"
+  [ -n "$methods" ] && [ ! -f "$compress_config" ] \
+    && die "--compress_config: no file $compress_config (the config of dense_cont and every method)"
   return 0
 }
 own_upstream=$exp_dir/upstream/upstream.pt  # what stage 4 writes when no checkpoint is given
@@ -132,14 +134,14 @@ exps=("$asr_tag dense 0 $asr_config ${seed_list[0]} 0")
 for spec in $methods; do  # "method" (every target) or "method@t1,t2" (its own targets)
   m=${spec%%@*}; targets=$target_sparsities
   [ "$m" != "$spec" ] && [ "$sweep" != true ] && targets=${spec#*@} && targets=${targets//,/ }
-  c=conf/train_$m$conf_suffix.yaml
+  c=$pruner_dir/$m.yaml  # its pruning block, added to $compress_config by train_pruned
   for t in $targets; do for s in "${seed_list[@]}"; do exps+=("${m}_${t}_s$s $m $t $c $s 0"); done; done
   for b in $budgets; do for s in "${seed_list[@]}"; do
     exps+=("${m}_${budget_target}_b${b}_s$s $m $budget_target $c $s $b")
   done; done
 done
 if [ -n "$methods" ]; then  # the matched dense baseline: every comparison is against it
-  c=conf/train_dense_cont$conf_suffix.yaml  # checked by check_options
+  c=$compress_config  # checked by check_options
   cont=()
   for s in "${seed_list[@]}"; do
     cont+=("dense_cont_s$s dense_cont 0 $c $s 0")
@@ -274,12 +276,19 @@ train_dense() {  # tag config seed
 }
 
 # train_pruned TAG METHOD TARGET CONFIG SEED BUDGET: one compression from the dense model on the
-# budget of CONFIG, or BUDGET epochs if not 0 (method dense_cont: no pruner, no finalize: the
-# matched dense baseline).
+# budget of $compress_config, or BUDGET epochs if not 0; CONFIG is the method's pruning block,
+# added to $compress_config in the run's directory (method dense_cont: CONFIG is
+# $compress_config itself; no pruner, no finalize: the matched dense baseline).
 train_pruned() {
   local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4 seed=$5 budget=$6
   local init=$dense_exp/$inference_model split search_epochs ft_epochs total_epochs
   local pruner_opts=() sched_opts=() finalize_model=$sel_model
+  if [ "$method" != dense_cont ]; then
+    $python -m espnet_pinch.bin.compose_config --base "$compress_config" --block "$config" \
+      --out "$asr_exp/train_config.yaml" || { log "Stage 6 failed: the config of $method (above)"; exit 1; }
+    log "Stage 6: $method's config: $compress_config + $config -> $asr_exp/train_config.yaml"
+    config=$asr_exp/train_config.yaml
+  fi
   # shellcheck disable=SC2086
   split=$($python -m espnet_pinch.bin.epochs --config "$config" \
     $( [ "$budget" != 0 ] && echo --budget "$budget") -- $asr_args $pruned_args) \

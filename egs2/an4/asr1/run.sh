@@ -27,7 +27,8 @@ if [[ " $* " == *" --smoke true "* || " $* " == *" --smoke=true "* ]]; then
     --data_dir data_smoke --dump_dir dump_smoke --exp_dir exp_smoke --results_md exp_smoke/RESULTS.md
     --upstream_config ../../../conf/upstream/tiny_test.yaml
     --asr_config conf/train_debug.yaml --asr_tag debug --retrain_dense true
-    --methods "spg ump nascp hj_macs@0.4" --conf_suffix _debug --target_sparsities 0.5
+    --methods "spg ump nascp hj_macs@0.4" --target_sparsities 0.5
+    --compress_config conf/train_compress_debug.yaml --pruner_dir conf/pruner_debug
     --min_target_share 0  # one epoch per method: too short for the 40%-at-target rule
   )
 fi

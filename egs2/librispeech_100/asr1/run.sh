@@ -22,7 +22,8 @@ case $model in
   *) echo "run.sh: --model must be wav2vec2_base or hubert_large, got $model" >&2; exit 2 ;;
 esac
 ./asr.sh \
-  --asr_config "conf/train_dense_$model.yaml" --asr_tag "dense_$model" --conf_suffix "_$model" \
+  --asr_config "conf/train_dense_$model.yaml" --asr_tag "dense_$model" \
+  --compress_config "conf/train_compress_$model.yaml" --pruner_dir "conf/pruner_$model" \
   --inference_config conf/decode.yaml \
   --methods "spg ump nascp hj_size hj_macs" --target_sparsities "$target" \
   --train_set train_clean_100 --valid_set dev_clean \

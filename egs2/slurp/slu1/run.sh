@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./asr.sh \
   --asr_config conf/train_dense_wav2vec2_base.yaml --asr_tag dense_wav2vec2_base \
-  --conf_suffix _wav2vec2_base --inference_config conf/decode.yaml \
+  --compress_config conf/train_compress_wav2vec2_base.yaml --inference_config conf/decode.yaml \
   --methods "spg ump nascp hj_separate hj_size hj_macs" --target_sparsities "0.5" \
   --train_set train --valid_set devel --test_sets "devel test" \
   --token_type bpe --nbpe 500 --speed_perturb 1.0 --collect_feats false \
