@@ -133,6 +133,21 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert r2.stdout.count("already done") == 5 + 3 * 6  # stages 1-5, stages 6-8 per model
     assert json.loads((tmp_path / "exp/results.json").read_text()) == rows
 
+    # Stage 6 in steps: a NAS-CP run whose finalize is lost redoes finalize and fine-tuning only
+    # (the search is not retrained), and says what each step reads and writes.
+    nas_exp = exp / "asr_nascp_0.5_s0"
+    for f in (".done", ".finalize.done", ".finetune.done", ".decode.done"):
+        (nas_exp / f).unlink()
+    search_log = (nas_exp / "train.log").read_text()
+    r3 = run_recipe(tmp_path, an4, "--stage", "6", "--stop_stage", "7")
+    assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-2000:]
+    assert f"Stage 6 [prune]: already done ({nas_exp}/.prune.done)" in r3.stdout
+    assert f"Stage 6 [finalize]: reads {nas_exp}/latest.pth; writes {nas_exp}/final/" in r3.stdout
+    assert f"Stage 6 [finetune]: reads {nas_exp}/final/" in r3.stdout
+    assert (nas_exp / "train.log").read_text().startswith(search_log)  # appended to, not redone
+    assert "epoch results" not in (nas_exp / "train.log").read_text()[len(search_log):]
+    assert (nas_exp / ".done").is_file() and (nas_exp / "final/pruned_arch.yaml").is_file()
+
 
 def test_missing_corpus_fails_before_touching_outputs(tmp_path):
     r = run_recipe(tmp_path, tmp_path / "no_an4", "--stop_stage", "1")

@@ -15,7 +15,9 @@
 #                      model, then finalize -> final/; structured methods (NAS-CP, HJ): search,
 #                      compaction -> final/, then fine-tuning of the compact model -> finetune/,
 #                      continuing the same lr schedule); MACs per second of audio -> macs.json
-#                      (for pruned models counted by finalize)
+#                      (for pruned models counted by finalize); each step has its own marker
+#                      (.train/.prune/.finalize/.finetune/.macs.done): a re-run redoes only
+#                      what did not finish
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json;
 #                      a recipe's local/score.sh adds task scores (SLU: intent accuracy, SLU-F1)
@@ -275,10 +277,21 @@ train_dense() {  # tag config seed
     --train_log "$asr_exp/train.log" --model "$inference_model"
 }
 
+# step DIR NAME READS WRITES: true when step NAME of stage 6 in DIR is still to do (its marker
+# DIR/.NAME.done is absent), logging what it reads and writes; a re-run after a failure redoes
+# only the steps that did not finish (and training itself resumes from its last epoch).
+step() {
+  if [ -f "$1/.$2.done" ]; then log "Stage 6 [$2]: already done ($1/.$2.done)"; return 1; fi
+  log "Stage 6 [$2]: reads $3; writes $4"
+}
+
 # train_pruned TAG METHOD TARGET CONFIG SEED BUDGET: one compression from the dense model on the
 # budget of $compress_config, or BUDGET epochs if not 0; CONFIG is the method's pruning block,
 # added to $compress_config in the run's directory (method dense_cont: CONFIG is
 # $compress_config itself; no pruner, no finalize: the matched dense baseline).
+# Steps, each with its marker in exp/asr_<tag>/: prune (the training run with the pruner),
+# finalize (masks made permanent or units removed, MACs counted), finetune (structured methods:
+# the compact model), then the row's metadata.
 train_pruned() {
   local asr_exp=$exp_dir/asr_$1 method=$2 target=$3 config=$4 seed=$5 budget=$6
   local init=$dense_exp/$inference_model split search_epochs ft_epochs total_epochs
@@ -306,26 +319,35 @@ train_pruned() {
     # one lr schedule over search + fine-tuning; the compaction point is the end of the search
     sched_opts=(--scheduler_conf "budget_epochs=$total_epochs"); finalize_model=latest.pth
   fi
-  # shellcheck disable=SC2086
-  train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
-    --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
-    --output_dir "$asr_exp" --init_param "$init" "${pruner_opts[@]}" "${sched_opts[@]}" --seed "$seed" \
-    $asr_args $pruned_args --max_epoch "$search_epochs" \
-    || fail 6 "$asr_exp/train.log"
+  local first=prune; [ "$method" = dense_cont ] && first=train  # the training run (with the pruner)
+  if step "$asr_exp" $first "$config, $init" "$asr_exp/{*.pth,train.log,trace.tsv}"; then
+    # shellcheck disable=SC2086
+    train "$asr_exp/train.log" $python -m espnet_pinch.bin.asr_train \
+      --config "$config" "${data_opts[@]}" "${upstream_opts[@]}" "${pruned_train_opts[@]}" \
+      --output_dir "$asr_exp" --init_param "$init" "${pruner_opts[@]}" "${sched_opts[@]}" --seed "$seed" \
+      $asr_args $pruned_args --max_epoch "$search_epochs" \
+      || fail 6 "$asr_exp/train.log"
+    touch "$asr_exp/.$first.done"
+  fi
   if [ "$method" = dense_cont ]; then
     $python -m espnet_pinch.scoring.results meta --exp "$asr_exp" --method dense_cont \
       --train_log "$asr_exp/train.log" --trace "$asr_exp/trace.tsv" --model "$sel_model" --seed "$seed" \
       --budget_epochs "$total_epochs" $( [ "$budget" != 0 ] && echo --budget_sweep)
     return
   fi
-  local start; start=$(date +%s)
-  $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$finalize_model" \
-    --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
-    || fail 6 "$asr_exp/train.log"
-  local extra=$(( $(date +%s) - start )) logs=("$asr_exp/train.log") model=final/model.sparse.pt
-  local traces=("$asr_exp/trace.tsv")
-  cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
-  if [ "$ft_epochs" -gt 0 ]; then
+  local start
+  if step "$asr_exp" finalize "$asr_exp/$finalize_model" "$asr_exp/final/ (model, config, pruning.json, macs.json)"; then
+    start=$(date +%s)
+    $python -m espnet_pinch.bin.finalize --exp "$asr_exp" --model "$finalize_model" \
+      --out "$asr_exp/final" >> "$asr_exp/train.log" 2>&1 \
+      || fail 6 "$asr_exp/train.log"
+    cp "$asr_exp/final/macs.json" "$asr_exp/macs.json"  # fine-tuning keeps the architecture
+    echo $(( $(date +%s) - start )) > "$asr_exp/.finalize.done"  # its seconds, for the row
+  fi
+  local extra; extra=$(cat "$asr_exp/.finalize.done")
+  local logs=("$asr_exp/train.log") model=final/model.sparse.pt traces=("$asr_exp/trace.tsv")
+  if [ "$ft_epochs" -gt 0 ] \
+      && step "$asr_exp" finetune "$asr_exp/final/{config.yaml,model.pth}" "$asr_exp/finetune/"; then
     # The schedule continues from the end of the search (no second warm-up); the optimizer
     # state is reset: the compact model's parameters are new tensors in a new ESPnet run.
     log "Stage 6: fine-tune the compact $method model ($asr_exp/final/pruned_arch.yaml) for $ft_epochs epochs," \
@@ -337,6 +359,9 @@ train_pruned() {
       --scheduler_conf "budget_epochs=$total_epochs" --scheduler_conf "start_epoch=$search_epochs" \
       $asr_args $pruned_args --max_epoch "$ft_epochs" \
       || fail 6 "$asr_exp/finetune/train.log"
+    touch "$asr_exp/.finetune.done"
+  fi
+  if [ "$ft_epochs" -gt 0 ]; then
     logs+=("$asr_exp/finetune/train.log"); model=finetune/$sel_model
     traces+=("$asr_exp/finetune/trace.tsv")
   elif [ -f "$asr_exp/final/model.pth" ]; then
@@ -390,11 +415,12 @@ for e in "${exps[@]}"; do
     else
       train_dense "$tag" "$config" "$seed"
     fi
-    if [ "$method" = dense ] || [ "$method" = dense_cont ]; then  # pruned: counted by finalize
-      read -r model_config model_file <<< "$(model_of "$tag" "$method")"
-      log "Stage 6: MACs per second of audio of $model_file -> $asr_exp/macs.json"
+    read -r model_config model_file <<< "$(model_of "$tag" "$method")"
+    if { [ "$method" = dense ] || [ "$method" = dense_cont ]; } \
+        && step "$asr_exp" macs "$model_file" "$asr_exp/macs.json"; then  # pruned: counted by finalize
       $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
         --out "$asr_exp/macs.json" || { log "Stage 6 failed counting MACs of $model_file"; exit 1; }
+      touch "$asr_exp/.macs.done"
     fi
     touch "$asr_exp/.done"
   fi
