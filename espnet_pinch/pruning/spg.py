@@ -29,7 +29,13 @@ the Lagrangian itself: the sparsity term pulls each threshold in proportion to t
 of the gated weights and to its weight density at the threshold, the ASR loss pushes back as hard
 as the layer matters, and a threshold rests where the two balance, i.e. where removing one more
 weight costs every layer the same loss (the stationarity condition of min loss s.t. sparsity).
-On the toy, the same 20 steps move the three thresholds 0.136 / 0.969 / 0.032.
+On the toy, the same 20 steps move the three thresholds 0.136 / 0.969 / 0.032. That pull is
+proportional to layer size, so plain SGD lets the large layers take the target first and the
+small ones lag (AN4 at 0.9, ``conf/pruner/spg_sgd.yaml``: 0.76 at step 88 of 188, while the FFN
+matrices sat at 0.88 and the median layer at 0.01). ``threshold_precondition: size`` divides
+each threshold's step by its layer's size relative to the mean (the gradient per weight of the
+layer: same stationary points, comparable speeds; on the toy 0.859 / 0.603 / 1.008 RMS),
+``conf/pruner/spg_psgd.yaml``.
 
 Estimator (ours; the paper's is not public): straight-through. The effective weight is
 W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
@@ -58,6 +64,7 @@ kept, and only weights at the margin of their layer's threshold change.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
 
@@ -69,6 +76,7 @@ from espnet_pinch.pruning.masked import MaskPruner
 
 PARAMETRIZATIONS = ("rms", "raw")
 THRESHOLD_STEPS = ("shared", "sgd")
+THRESHOLD_PRECONDITIONS = ("none", "size")
 
 
 class _STEMask(torch.autograd.Function):
@@ -174,6 +182,12 @@ class SPGPruner(MaskPruner):
             loss and the sparsity term pull it and the layers settle where their marginal costs
             meet, not in lockstep.
         threshold_lr: the base learning rate of ``threshold_step: sgd`` (> 0); unused otherwise.
+        threshold_precondition: with ``threshold_step: sgd``: none (default): every threshold
+            takes lr x its gradient; size: lr x its gradient x (mean layer size / this layer's
+            size), i.e. the gradient per weight of the layer: the sparsity term's pull becomes
+            comparable across layers of 256 and 262,144 weights, and each layer's ASR and
+            sparsity pulls keep their ratio (done as a per-layer threshold gain, sqrt of that
+            factor, fixed by the layer shapes).
     """
 
     def __init__(
@@ -192,7 +206,13 @@ class SPGPruner(MaskPruner):
         parametrization: str = "rms",
         threshold_step: str = "shared",
         threshold_lr: float = 1.0,
+        threshold_precondition: str = "none",
     ):
+        if threshold_precondition not in THRESHOLD_PRECONDITIONS:
+            raise ValueError(f"pruner_conf.threshold_precondition must be one of "
+                             f"{THRESHOLD_PRECONDITIONS}, got {threshold_precondition!r}")
+        if threshold_precondition != "none" and threshold_step != "sgd":
+            raise ValueError("pruner_conf.threshold_precondition needs threshold_step: sgd")
         if threshold_step not in THRESHOLD_STEPS:
             raise ValueError(f"pruner_conf.threshold_step must be one of {THRESHOLD_STEPS}, "
                              f"got {threshold_step!r}")
@@ -218,6 +238,7 @@ class SPGPruner(MaskPruner):
         self.parametrization = parametrization  # checked by each SPGGate (attach, below)
         self.threshold_step = threshold_step
         self.threshold_lr = float(threshold_lr)
+        self.threshold_precondition = threshold_precondition
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -225,7 +246,11 @@ class SPGPruner(MaskPruner):
 
     # -- gates ---------------------------------------------------------------------------
     def make_gate(self, layer: torch.nn.Module) -> SPGGate:
-        return SPGGate(self.tau, self.threshold_gain, self.parametrization)
+        gain = self.threshold_gain
+        if self.threshold_precondition == "size":  # SGD's step scales with gain^2
+            sizes = [m.weight.numel() for m in self.layers.values()]
+            gain *= math.sqrt(sum(sizes) / len(sizes) / layer.weight.numel())
+        return SPGGate(self.tau, gain, self.parametrization)
 
     def zeros(self, gate: SPGGate, w: torch.Tensor) -> int:
         return int((gate.hard(w) == 0).sum())

@@ -202,6 +202,8 @@ def test_sparse_roundtrip_conv_shapes():
     ({"finalize_tolerance": -0.1}, "pruner_conf.finalize_tolerance"),
     ({"threshold_step": "adam"}, "pruner_conf.threshold_step"),
     ({"threshold_lr": 0.0}, "pruner_conf.threshold_lr"),
+    ({"threshold_precondition": "rms"}, "pruner_conf.threshold_precondition"),
+    ({"threshold_precondition": "size"}, "pruner_conf.threshold_precondition needs"),
 ])
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):
@@ -313,11 +315,12 @@ def test_sgd_thresholds_move_with_their_pull_adam_ones_in_lockstep():
     from espnet_pinch.train.optim import add_plain_sgd_group
 
     moved = {}
-    for step in ("shared", "sgd"):
+    for step, pre in (("shared", "none"), ("sgd", "none"), ("sgd", "size")):
         model = mlp()
         pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
                            threshold_gain=1.0, init_threshold=0.1, threshold_step=step,
-                           threshold_lr=0.05)
+                           threshold_lr=0.05 if pre == "none" else 0.01,
+                           threshold_precondition=pre)
         pruner.train()
         pruner.before_forward()
         theta0 = {n: float(g.threshold) for n, g, _ in pruner.gates()}
@@ -330,9 +333,12 @@ def test_sgd_thresholds_move_with_their_pull_adam_ones_in_lockstep():
             opt.zero_grad()
             term.backward()
             opt.step()
-        moved[step] = {n: float(g.threshold) - theta0[n] for n, g, _ in pruner.gates()}
-    adam, sgd = moved["shared"], moved["sgd"]
+        # in units of each layer's RMS weight (theta x gain), comparable across the three
+        moved[step + pre] = {n: (float(g.threshold) - theta0[n]) * g.gain for n, g, _ in pruner.gates()}
+    adam, sgd, pre = moved["sharednone"], moved["sgdnone"], moved["sgdsize"]
     assert all(v > 0 for v in [*adam.values(), *sgd.values()]), moved  # all pulled to pruning
     assert max(adam.values()) / min(adam.values()) < 1.2, moved  # lockstep
     assert sgd["l2"] / sgd["l4"] > 5, moved  # in proportion to the pull
-    assert pruner.plain_sgd_parameters() == ([g.threshold for _, g, _ in pruner.gates()], 0.05)
+    # size-preconditioned: the pull per weight, the same order for layers 16x apart in size
+    assert max(pre.values()) / min(pre.values()) < 3, moved
+    assert pruner.plain_sgd_parameters() == ([g.threshold for _, g, _ in pruner.gates()], 0.01)
