@@ -243,6 +243,12 @@ def pooled(per_utts: list[dict | None]) -> dict | None:
     return out
 
 
+def _mean(values: list) -> float | None:
+    """Mean of the values present (None: none is)."""
+    v = [x for x in values if x is not None]
+    return round(sum(v) / len(v), 4) if v else None
+
+
 def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> list[dict]:
     """One entry per method x target (the reference included): its seeds, WER mean and std over
     seeds, and the significance against the reference over all seeds.
@@ -268,6 +274,9 @@ def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> lis
              "tags": [r["tag"] for r, _ in members], "seeds": [r.get("seed") for r, _ in members],
              "sparsity_mean": round(sum(r["sparsity"] for r, _ in members) / len(members), 4),
              "compression_seconds_mean": round(sum(seconds) / len(seconds), 1) if seconds else None,
+             "trained_mean": _mean([r.get("trained_achieved") for r, _ in members]),
+             "spread_mean": {part: _mean([(r.get("layer_spread") or {}).get(part) for r, _ in members])
+                             for part in ("transformer", "cnn")},
              "wer_mean": {}, "wer_std": {}, "wer_ci95": {}, "significance": {}}
         for s in test_sets:
             w = [r["wer"][s] for r, _ in members if s in r["wer"]]
@@ -543,17 +552,22 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
 
 
 def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, front_set: str) -> list[str]:
-    head = ["method", "target", "budget (epochs)", "seeds", "sparsity (mean)", "compress s (mean)"]
+    head = ["method", "target", "budget (epochs)", "seeds", "trained (mean)", "sparsity (mean)",
+            "spread T / CNN (mean)", "compress s (mean)"]
     head += [f"WER {s} mean ± std" for s in p_sets] + [f"p vs {ref} {s} (pooled)" for s in p_sets]
     lines = ["", "## Over seeds", "",
              f"Each method x target over its seeds: WER mean ± std (sample std over seeds), and "
              f"the paired bootstrap against {ref} of the word errors pooled over the same seeds "
-             "(`seed_groups` in `espnet_pinch/scoring/results.py` says why).", "",
+             "(`seed_groups` in `espnet_pinch/scoring/results.py` says why); trained = what "
+             "training reached before finalize; spread = max - min of the per-layer sparsities "
+             "over the Transformer matrices / over the CNN (0: uniform).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         cells = [g["method"], f"{g['target_sparsity']:.2f}",
                  "config" if g.get("budget_epochs") is None else str(g["budget_epochs"]),
-                 " ".join(str(x) for x in g["seeds"]), f"{g['sparsity_mean']:.3f}",
+                 " ".join(str(x) for x in g["seeds"]), _fmt(g.get("trained_mean"), "{:.3f}"),
+                 f"{g['sparsity_mean']:.3f}",
+                 " / ".join(_fmt((g.get("spread_mean") or {}).get(p), "{:.3f}") for p in ("transformer", "cnn")),
                  _fmt(g.get("compression_seconds_mean"), "{:.0f}")]
         cells += ["-" if g["wer_mean"].get(s) is None else f"{g['wer_mean'][s]:.2f} ± {g['wer_std'][s]:.2f}"
                   for s in p_sets]

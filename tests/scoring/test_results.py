@@ -274,7 +274,9 @@ def test_seeds_are_summarised_and_tested_pooled_against_the_same_seeds(tmp_path)
         cont = rng.binomial(words, 0.2)
         _fake_exp(exp_dir, f"dense_cont_s{seed}", "dense_cont", 0.0, cont, words, seed=seed)
         # spg at 0.5: dense_cont's errors (no loss); at 0.8: one more error on every 4th utterance
-        _fake_exp(exp_dir, f"spg_0.5_s{seed}", "spg", 0.5, cont, words, zero_rows=2, seed=seed)
+        _fake_exp(exp_dir, f"spg_0.5_s{seed}", "spg", 0.5, cont, words, zero_rows=2, seed=seed,
+                  trained_achieved=0.48 + 0.01 * seed,
+                  layer_spread={"transformer": 0.1 + 0.1 * seed, "cnn": None})
         worse = cont + (np.arange(130) % 4 == 0)
         _fake_exp(exp_dir, f"spg_0.8_s{seed}", "spg", 0.8, worse, words, zero_rows=3, seed=seed)
     md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
@@ -294,7 +296,11 @@ def test_seeds_are_summarised_and_tested_pooled_against_the_same_seeds(tmp_path)
     assert groups[("dense_cont", 0.0)]["wer_std"]["test"] == pytest.approx(np.std(wers, ddof=1), abs=0.01)
     assert summary["frontier"] == {"spg": 0.5}  # 0.8 is significantly worse
     text = md.read_text()
-    assert "## Over seeds" in text and "| spg | 0.80 | config | 0 1 |" in text
+    assert "## Over seeds" in text and "| spg | 0.80 | config | 0 1 | - |" in text
+    # what training reached and the per-layer spread, averaged over the seeds
+    assert groups[("spg", 0.5)]["trained_mean"] == pytest.approx(0.485)
+    assert groups[("spg", 0.5)]["spread_mean"] == {"transformer": pytest.approx(0.15), "cnn": None}
+    assert "| spg | 0.50 | config | 0 1 | 0.485 | 0.500 | 0.150 / - |" in text
     assert "- spg: 0.50" in text
 
 
