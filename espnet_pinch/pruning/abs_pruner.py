@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -65,12 +65,12 @@ class AbsPruner(torch.nn.Module, ABC):
 
         bind_budget(self, total_steps)
 
-    def plain_sgd_parameters(self) -> Tuple[list, float]:
-        """(parameters, learning rate) that the model's optimizer must step with plain SGD instead
-        of its own rule (``train/optim.py``; the task sets it up in ``build_optimizers``), e.g.
-        SPG's thresholds with ``threshold_step: sgd``; ([], 0.0) by default: every parameter of
-        the method is the optimizer's."""
-        return [], 0.0
+    def plain_sgd_parameters(self) -> Tuple[list, float, Optional[list]]:
+        """(parameters, learning rate, largest step of each or None) that the model's optimizer
+        must step with plain SGD instead of its own rule (``train/optim.py``; the task sets it up
+        in ``build_optimizers``), e.g. SPG's thresholds with ``threshold_step: sgd``;
+        ([], 0.0, None) by default: every parameter of the method is the optimizer's."""
+        return [], 0.0, None
 
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""

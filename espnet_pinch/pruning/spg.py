@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -188,6 +188,10 @@ class SPGPruner(MaskPruner):
             comparable across layers of 256 and 262,144 weights, and each layer's ASR and
             sparsity pulls keep their ratio (done as a per-layer threshold gain, sqrt of that
             factor, fixed by the layer shapes).
+        threshold_max_step: with ``threshold_step: sgd``, the largest change of a threshold in one
+            step, in its own units (rms: the layer's RMS weight; raw: W^2): a trust region, so
+            that one noisy batch cannot move a small layer's threshold past all its weights;
+            None (default): no bound.
     """
 
     def __init__(
@@ -207,7 +211,11 @@ class SPGPruner(MaskPruner):
         threshold_step: str = "shared",
         threshold_lr: float = 1.0,
         threshold_precondition: str = "none",
+        threshold_max_step: Optional[float] = None,
     ):
+        if threshold_max_step is not None and not (threshold_step == "sgd" and threshold_max_step > 0):
+            raise ValueError("pruner_conf.threshold_max_step must be > 0 and needs threshold_step: sgd, "
+                             f"got {threshold_max_step!r}")
         if threshold_precondition not in THRESHOLD_PRECONDITIONS:
             raise ValueError(f"pruner_conf.threshold_precondition must be one of "
                              f"{THRESHOLD_PRECONDITIONS}, got {threshold_precondition!r}")
@@ -239,6 +247,7 @@ class SPGPruner(MaskPruner):
         self.threshold_step = threshold_step
         self.threshold_lr = float(threshold_lr)
         self.threshold_precondition = threshold_precondition
+        self.threshold_max_step = None if threshold_max_step is None else float(threshold_max_step)
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -277,8 +286,10 @@ class SPGPruner(MaskPruner):
 
     def plain_sgd_parameters(self):
         if self.threshold_step != "sgd":
-            return [], 0.0
-        return [g.threshold for _, g, _ in self.gates()], self.threshold_lr
+            return [], 0.0, None
+        gates = [g for _, g, _ in self.gates()]
+        caps = None if self.threshold_max_step is None else [self.threshold_max_step / g.gain for g in gates]
+        return [g.threshold for g in gates], self.threshold_lr, caps
 
     # -- sparsity -------------------------------------------------------------------------
     def current_target(self) -> float:

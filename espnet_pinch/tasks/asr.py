@@ -82,8 +82,7 @@ class PinchASRTask(ASRTask):
         optimizers = super().build_optimizers(args, model)
         pruner = getattr(getattr(model, "module", model), "pruner", None)
         if pruner is not None:
-            params, lr = pruner.plain_sgd_parameters()
-            add_plain_sgd_group(optimizers[0], params, lr)
+            add_plain_sgd_group(optimizers[0], *pruner.plain_sgd_parameters())
         return optimizers
 
     @classmethod

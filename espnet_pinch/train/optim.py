@@ -13,7 +13,7 @@ checkpoint beyond the group's hyper-parameters.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -21,8 +21,12 @@ FLAG = "plain_sgd"
 
 
 def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter],
-                        lr: float) -> None:
+                        lr: float, max_steps: Optional[Sequence[float]] = None) -> None:
+    """``max_steps`` (optional, one per parameter): the largest change of that parameter in one
+    step (a trust region: the step is the gradient's until it would exceed it)."""
     params = list(params)
+    if max_steps is not None and len(max_steps) != len(params):
+        raise ValueError(f"{len(max_steps)} max_steps for {len(params)} parameters")
     if not params:
         return
     if not lr > 0:
@@ -35,6 +39,7 @@ def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch
     optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
     # the optimizer's defaults fill the group's other keys (betas, eps, ...): unused here
     optimizer.add_param_group({"params": params, "lr": float(lr), "weight_decay": 0.0, FLAG: True})
+    caps = {p: float(m) for p, m in zip(params, max_steps)} if max_steps is not None else {}
     hidden = {}
 
     def hide(opt, args, kwargs):  # before the optimizer's own rule: it sees no gradient here
@@ -51,7 +56,10 @@ def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch
                 for p in g["params"]:
                     grad = hidden.pop(p, None)
                     if grad is not None:
-                        p.add_(grad, alpha=-g["lr"])
+                        step = grad * -g["lr"]
+                        if p in caps:
+                            step.clamp_(-caps[p], caps[p])
+                        p.add_(step)
                         p.grad = grad  # zero_grad clears it as usual
         hidden.clear()
 

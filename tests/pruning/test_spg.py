@@ -204,6 +204,8 @@ def test_sparse_roundtrip_conv_shapes():
     ({"threshold_lr": 0.0}, "pruner_conf.threshold_lr"),
     ({"threshold_precondition": "rms"}, "pruner_conf.threshold_precondition"),
     ({"threshold_precondition": "size"}, "pruner_conf.threshold_precondition needs"),
+    ({"threshold_max_step": 0.1}, "pruner_conf.threshold_max_step"),
+    ({"threshold_step": "sgd", "threshold_max_step": 0.0}, "pruner_conf.threshold_max_step"),
 ])
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):
@@ -341,4 +343,32 @@ def test_sgd_thresholds_move_with_their_pull_adam_ones_in_lockstep():
     assert sgd["l2"] / sgd["l4"] > 5, moved  # in proportion to the pull
     # size-preconditioned: the pull per weight, the same order for layers 16x apart in size
     assert max(pre.values()) / min(pre.values()) < 3, moved
-    assert pruner.plain_sgd_parameters() == ([g.threshold for _, g, _ in pruner.gates()], 0.01)
+    assert pruner.plain_sgd_parameters() == ([g.threshold for _, g, _ in pruner.gates()], 0.01, None)
+
+
+def test_trust_region_bounds_every_threshold_step_in_rms_units():
+    """threshold_max_step: with the size preconditioning, the smallest layer's threshold (the
+    largest gain) would jump furthest; bounded, no threshold moves more than the cap (in units
+    of its layer's RMS weight) in one step, whatever its gain."""
+    from espnet_pinch.train.optim import add_plain_sgd_group
+
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.9, layers=["l*"], warmup_steps=0,
+                       threshold_gain=1.0, init_threshold=0.1, threshold_step="sgd",
+                       threshold_lr=5.0, threshold_precondition="size", threshold_max_step=0.02)
+    pruner.train()
+    pruner.before_forward()
+    opt = torch.optim.Adam([g.threshold for _, g, _ in pruner.gates()], lr=0.01)
+    add_plain_sgd_group(opt, *pruner.plain_sgd_parameters())
+    x = torch.randn(8, 16)
+    for _ in range(5):
+        before = {n: float(g.t()) / float(g.scale.sqrt()) for n, g, _ in pruner.gates()}
+        pruner.before_forward()
+        loss = model(x).pow(2).mean()
+        term, _ = pruner.loss()
+        opt.zero_grad()
+        (loss + term).backward()
+        opt.step()
+        moved = {n: abs(float(g.t()) / float(g.scale.sqrt()) - before[n]) for n, g, _ in pruner.gates()}
+        assert max(moved.values()) <= 0.02 + 1e-6, moved
+    assert min(moved.values()) > 0.019, moved  # the gradient's step was larger: the cap binds

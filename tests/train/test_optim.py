@@ -63,3 +63,17 @@ def test_state_dict_round_trip_with_the_same_construction():
     assert again.param_groups[1][FLAG] and again.param_groups[1]["lr"] == 2.0
     with pytest.raises(ValueError, match="> 0"):
         add_plain_sgd_group(torch.optim.Adam([params()[0]]), [params()[1]], lr=0.0)
+
+
+def test_a_step_is_bounded_by_its_parameters_trust_region():
+    w, theta = params()
+    other = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.Adam([w, theta, other], lr=1e-3)
+    add_plain_sgd_group(opt, [theta, other], lr=1.0, max_steps=[0.1, 5.0])
+    theta0 = float(theta)
+    theta.grad, other.grad = torch.tensor(-3.0), torch.tensor(2.0)
+    opt.step()
+    assert float(theta) == pytest.approx(theta0 + 0.1)  # the gradient's step was 3.0
+    assert float(other) == pytest.approx(-2.0)  # within its region: the gradient's step
+    with pytest.raises(ValueError, match="max_steps"):
+        add_plain_sgd_group(torch.optim.Adam([w]), [theta], lr=1.0, max_steps=[0.1, 0.2])
