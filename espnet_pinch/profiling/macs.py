@@ -19,18 +19,14 @@ modules of other implementations (e.g. ESPnet's) get only their Linear projectio
 Categories: conv (CNN feature extractor), pos_conv (positional conv), attention_proj,
 attention_scores, ffn (fc1/fc2), other_linear (post_extract_proj, ESPnet encoder, CTC head, ...).
 
-Usage: python -m espnet_pinch.profiling.macs --config exp/x/config.yaml --model exp/x/model.pth \
-           [--seconds 1.0] --out exp/x/macs.json
-``--model`` may be a sparse export (``*.sparse.pt`` from ``bin.finalize``).
+This module counts modules it is given and imports nothing of espnet_pinch (pruners use it to
+count MACs during training); ``espnet_pinch/bin/macs.py`` builds a model from an experiment's
+files and counts it (stage 6's ``macs.json``).
 """
 from __future__ import annotations
 
-import argparse
 import math
-import logging
-import tempfile
-from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import torch
 
@@ -177,39 +173,3 @@ def ssl_macs_per_second(ssl_model: torch.nn.Module, seconds: float = 1.0, seed: 
     return _eval_count(
         ssl_model, lambda: ssl_model.extract_features(wav, padding_mask=None, mask=False), seconds
     )
-
-
-def model_macs_from_files(config: str | Path, model: str | Path, seconds: float = 1.0) -> dict:
-    """Build an ESPnet model from ``config.yaml`` + ``model.pth`` (or ``*.sparse.pt``) and count."""
-    import espnet_pinch.tasks.asr as pinch_asr
-    from espnet_pinch.pruning.sparse import load_sparse
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if str(model).endswith(".sparse.pt"):  # ESPnet loads dense state dicts only
-            dense = Path(tmp) / "model.dense.pth"
-            torch.save(load_sparse(model), dense)
-            model = dense
-        net, _ = pinch_asr.PinchASRTask.build_model_from_file(config, model, "cpu")
-    return macs_per_second(net, seconds)
-
-
-def main(cmd: Optional[list] = None) -> dict:
-    from espnet_pinch.utils.atomic import write_json
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="ESPnet config.yaml of the experiment")
-    p.add_argument("--model", required=True, help="model.pth or *.sparse.pt")
-    p.add_argument("--seconds", type=float, default=1.0, help="reference audio duration")
-    p.add_argument("--out", required=True, help="JSON file to write")
-    args = p.parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = model_macs_from_files(args.config, args.model, args.seconds)
-    write_json(args.out, result)
-    logging.info("%s: %.4g MACs/s (%.4g dense-exec) at %.1f s -> %s", args.model,
-                 result["macs_per_second"], result["macs_dense_exec_per_second"], args.seconds,
-                 args.out)
-    return result
-
-
-if __name__ == "__main__":
-    main()

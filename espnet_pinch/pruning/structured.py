@@ -21,6 +21,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from espnet_pinch.compaction.units import KINDS, ColumnMask, ranked_units, unit_groups
+from espnet_pinch.profiling.macs import trace_positions
 from espnet_pinch.pruning.abs_pruner import AbsPruner
 from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, select_layers
 from espnet_pinch.pruning.masked import check_target
@@ -121,8 +122,6 @@ class StructuredPruner(AbsPruner):
         """Trace one forward of ``seconds`` of audio through the SSL model (shapes only) so that
         ``macs_of`` gives its MACs for any widths, differentiably; counted as in
         ``profiling.macs`` (one MAC per weight per output position, attention matmuls)."""
-        from espnet_pinch.profiling.macs import trace_positions
-
         model = self.ssl_model
         wav = torch.randn(1, int(16000 * seconds), generator=torch.Generator().manual_seed(0))
         was_training = model.training

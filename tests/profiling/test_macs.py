@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from espnet_pinch.profiling.macs import count_macs, main, macs_per_second, ssl_macs_per_second
+from espnet_pinch.bin.macs import main
+from espnet_pinch.profiling.macs import count_macs, macs_per_second, ssl_macs_per_second
 from espnet_pinch.upstream.build import build_model, load_size_config
 
 from ..conftest import TINY
@@ -156,3 +157,17 @@ def test_cli_dense_and_sparse(tiny_ckpt, tmp_path):
                    "--model", str(tmp_path / "model.sparse.pt"),
                    "--out", str(tmp_path / "macs_sparse.json")])
     assert sparse == dense
+
+
+def test_the_counter_imports_nothing_of_the_toolkit():
+    """profiling/macs.py is used by the pruners (structured.py imports it at module level), so it
+    must not import the task, the pruners or the model (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, espnet_pinch.profiling.macs, espnet_pinch.pruning.structured; "
+            "print(sorted(m for m in sys.modules if m.startswith('espnet_pinch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = eval(out)
+    assert "espnet_pinch.tasks.asr" not in loaded and "espnet_pinch.bin.macs" not in loaded, loaded
+    assert "espnet_pinch.profiling.macs" in loaded

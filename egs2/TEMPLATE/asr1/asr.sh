@@ -418,7 +418,7 @@ for e in "${exps[@]}"; do
     read -r model_config model_file <<< "$(model_of "$tag" "$method")"
     if { [ "$method" = dense ] || [ "$method" = dense_cont ]; } \
         && step "$asr_exp" macs "$model_file" "$asr_exp/macs.json"; then  # pruned: counted by finalize
-      $python -m espnet_pinch.profiling.macs --config "$model_config" --model "$model_file" \
+      $python -m espnet_pinch.bin.macs --config "$model_config" --model "$model_file" \
         --out "$asr_exp/macs.json" || { log "Stage 6 failed counting MACs of $model_file"; exit 1; }
       touch "$asr_exp/.macs.done"
     fi
