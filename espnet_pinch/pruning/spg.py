@@ -12,13 +12,16 @@ within the warm-up; at lr 5e-4 and gain 1 that would take ~1,400 steps).
 
 Variant (``parametrization: raw``, the paper's form): the learned threshold is t_l = theta_l *
 gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for every layer, and no
-per-layer RMS scaling; it starts from the same masks as ``rms``. Which of the two gives the
-better WER-vs-sparsity frontier on AN4 is not measured yet (issue 13): ``rms`` stays the default
-until it is. First data point, one seed, AN4 at 0.65, 4 epochs, greedy CTC (2026-12-02;
-``conf/pruner/spg_raw.yaml``, tau and gain matched to rms at the median layer): raw test / dev WER
-24.97 / 34.90 (vs dense_cont +1.55, p = 0.064 / +0.67, p = 0.552), rms 25.49 / 34.68 (+2.07,
-p = 0.012 / +0.45, p = 0.752); Transformer matrices 0.599-0.738 vs 0.599-0.731, CNN 0.000-0.439
-vs 0.058-0.444. A 0.5-point difference on 773 words with one seed decides nothing.
+per-layer RMS scaling; it starts from the same masks as ``rms``.
+
+Which form is the default, by the measured frontier (AN4, 4 epochs, greedy CTC, 2026-12-02,
+README "SPG variants against UMP"): test WER at 0.65 over two seeds rms 25.94 +- 0.46, raw
+25.30 +- 0.09 (dense_cont 23.36; p = 0.002 / 0.024 pooled), at 0.8 (one seed) 31.69 / 31.31, at
+0.9 72.96 / 68.43; UMP 28.85 / 42.56 / 95.60. Both forms lie above UMP at every target and are
+not separated from each other (0.6 points at 0.65 against a seed std of 0.46; same dev WER; same
+spread 0.14 over the Transformer matrices). ``rms`` stays the default because nothing measured
+favours a change. Neither reaches 0.8 or 0.9 in training with these settings (0.778 / 0.82
+before the snap).
 
 Variant (``threshold_step: sgd``, ours): the thresholds leave the model's optimizer and take
 plain SGD steps on their own gradient (``train/optim.py``; same schedule, same clipping). With
@@ -35,7 +38,11 @@ small ones lag (AN4 at 0.9, ``conf/pruner/spg_sgd.yaml``: 0.76 at step 88 of 188
 matrices sat at 0.88 and the median layer at 0.01). ``threshold_precondition: size`` divides
 each threshold's step by its layer's size relative to the mean (the gradient per weight of the
 layer: same stationary points, comparable speeds; on the toy 0.859 / 0.603 / 1.008 RMS),
-``conf/pruner/spg_psgd.yaml``.
+``conf/pruner/spg_psgd.yaml``. Measured on AN4 at 0.9 (one seed): plain SGD reached 0.851 before
+the snap (rms 0.823) and test WER 64.04 (rms 72.96); the preconditioned form pruned the first
+conv layer whole at step 11 (one noisy ASR gradient times its large gain moved its threshold to
+3.4 RMS) and ended at WER 100. ``threshold_max_step`` bounds each step (a trust region,
+``conf/pruner/spg_psgd_tr.yaml``); not run on AN4 yet. Neither SGD form is the default.
 
 Estimator (ours; the paper's is not public): straight-through. The effective weight is
 W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
