@@ -254,6 +254,8 @@ class SPGPruner(MaskPruner):
         self.threshold_step = threshold_step
         self.threshold_lr = float(threshold_lr)
         self.threshold_precondition = threshold_precondition
+        sizes = [m.weight.numel() for m in self.layers.values()]
+        self._mean_size = sum(sizes) / len(sizes)  # fixed by the shapes: a resume gets the same gains
         self.threshold_max_step = None if threshold_max_step is None else float(threshold_max_step)
         self._probe: Dict[str, object] = {}
         self._probe_hooks: list = []
@@ -264,8 +266,7 @@ class SPGPruner(MaskPruner):
     def make_gate(self, layer: torch.nn.Module) -> SPGGate:
         gain = self.threshold_gain
         if self.threshold_precondition == "size":  # SGD's step scales with gain^2
-            sizes = [m.weight.numel() for m in self.layers.values()]
-            gain *= math.sqrt(sum(sizes) / len(sizes) / layer.weight.numel())
+            gain *= math.sqrt(self._mean_size / layer.weight.numel())
         return SPGGate(self.tau, gain, self.parametrization)
 
     def zeros(self, gate: SPGGate, w: torch.Tensor) -> int:

@@ -272,7 +272,7 @@ def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> lis
         seconds = [r["compression_seconds"] for r, _ in members if r.get("compression_seconds")]
         g = {"method": method, "target_sparsity": target, "budget_epochs": budget,
              "tags": [r["tag"] for r, _ in members], "seeds": [r.get("seed") for r, _ in members],
-             "sparsity_mean": round(sum(r["sparsity"] for r, _ in members) / len(members), 4),
+             "sparsity_mean": _mean([r["sparsity"] for r, _ in members]),
              "compression_seconds_mean": round(sum(seconds) / len(seconds), 1) if seconds else None,
              "trained_mean": _mean([r.get("trained_achieved") for r, _ in members]),
              "spread_mean": {part: _mean([(r.get("layer_spread") or {}).get(part) for r, _ in members])
