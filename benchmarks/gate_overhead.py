@@ -32,7 +32,8 @@ def build(size: str, spg: bool, seed: int = 0):
     fe = PinchS3prlFrontend("wav2vec2_local",
                             upstream_config=load_size_config(ROOT / f"conf/upstream/{size}.yaml"))
     head = torch.nn.Linear(fe.output_size(), 32)
-    pruner = SPGPruner(fe.prunable_layers(), target_sparsity=0.5, warmup_steps=0) if spg else None
+    pruner = (SPGPruner(fe.prunable_layers(), target_sparsity=0.5, warmup_steps=0,
+                         layers=fe.adapter.default_patterns) if spg else None)
     params = list(fe.parameters()) + list(head.parameters()) + (list(pruner.parameters()) if spg else [])
     return fe, head, pruner, torch.optim.AdamW(params, lr=1e-4)
 

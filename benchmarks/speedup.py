@@ -7,7 +7,7 @@ MACs model). Three models encode the same audio (eval, no grad):
   dense        the original model
   masked_only  the original model with the same units zeroed by ``torch.nn.utils.prune``
                (consumer columns and producer rows): what masks alone give
-  compact      the model after ``compaction.compact_`` (physically smaller tensors)
+  compact      the model after ``FamilyAdapter.compact_`` (physically smaller tensors)
 Timings are interleaved (dense, masked, compact, dense, ...) so machine load affects all alike;
 the median of ``--repeats`` runs is kept. speedup_ideal = dense MACs / compact MACs (counted by
 ``profiling.macs``); speedup_measured = dense_seconds / compact_seconds.
@@ -47,7 +47,7 @@ def build(size: str, target: float):
     pruner = HJPruner(fe.prunable_layers(), fe.ssl_model, target_sparsity=target,
                       target_on="macs", finalize_tolerance=0.005)
     # No training: finalize scales every group's kept count by one common factor onto the MACs
-    # target (``HJPruner.before_finalize``) and bakes the masks in (pruned columns: exact zeros).
+    # target (``HJPruner.snap_widths``) and bakes the masks in (pruned columns: exact zeros).
     return fe, pruner.finalize()
 
 
@@ -56,13 +56,11 @@ def masked_model(size: str, summary):
     zeroed through torch.nn.utils.prune: the compact model's function at full size."""
     from torch.nn.utils import prune
 
-    from espnet_pinch.compaction.units import unit_groups
-
-    masked, again = build(size, summary["target_sparsity"])
-    assert again["keep"] == summary["keep"]
-    for name, g in unit_groups(masked.ssl_model).items():
+    masked, again = build(size, summary.target_sparsity)
+    assert again.keep == summary.keep
+    for name, g in masked.adapter.unit_groups(masked.ssl_model).items():
         keep = torch.zeros(g.num_units)
-        keep[summary["keep"][name]] = 1.0
+        keep[summary.keep[name]] = 1.0
         rows = keep.repeat_interleave(g.unit_size)
         for p in g.producers:
             prune.custom_from_mask(p, "weight", rows.view(-1, *[1] * (p.weight.dim() - 1)).expand_as(p.weight))
@@ -85,13 +83,12 @@ def time_models(models: dict, wav: torch.Tensor, repeats: int, warmup: int) -> d
 
 
 def measure(size: str, seconds: float, target: float, repeats: int, warmup: int) -> dict:
-    from espnet_pinch.compaction import compact_
     from espnet_pinch.profiling.macs import ssl_macs_per_second
 
     dense = frontend(size)
     compact, summary = build(size, target)
     masked = masked_model(size, summary)
-    arch = compact_(compact.ssl_model, summary["keep"])
+    arch = compact.compact_(summary.keep)["pruned_arch"]
     dense_macs = ssl_macs_per_second(dense.ssl_model, seconds)["macs_dense_exec_per_second"]
     compact_macs = ssl_macs_per_second(compact.ssl_model, seconds)["macs_dense_exec_per_second"]
     wav = torch.randn(1, int(16000 * seconds), generator=torch.Generator().manual_seed(1))

@@ -43,3 +43,12 @@ def tiny_hubert_ckpt(tmp_path_factory) -> Path:
     cfg = {**cfg, "arch": "hubert", "model_cfg": {**cfg["model_cfg"], "label_rate": 50},
            "task_cfg": {"label_rate": 50}}
     return make_upstream(cfg, tmp_path_factory.mktemp("upstream") / "tiny_hubert.pt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm_ckpt(tmp_path_factory) -> Path:
+    """A tiny WavLM (gated relative position bias) as S3PRL's wavlm_local checkpoint."""
+    from espnet_pinch.upstream.build import make_upstream
+
+    return make_upstream(TINY.parent / "wavlm_tiny_test.yaml",
+                         tmp_path_factory.mktemp("upstream") / "tiny_wavlm.pt", seed=0)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from espnet_pinch.upstream.build import read_checkpoint
 from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
-from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint
+from espnet_pinch.utils.safe_load import check_checkpoint
 
 
 def _read_yaml(path: Path) -> dict:
@@ -39,9 +40,7 @@ def upstream_arch(frontend_conf: dict) -> dict:
     ckpt = frontend_conf.get("path_or_url")
     if not ckpt or not os.path.isfile(ckpt):
         raise FileNotFoundError(f"frontend_conf.path_or_url: no local checkpoint {ckpt!r} to read")
-    state = load_checkpoint(ckpt, mmap=True)
-    arch = "hubert" if "hubert" in frontend_conf.get("upstream", "") else "wav2vec2"
-    return {"arch": arch, "model_cfg": state["model_cfg"], "task_cfg": state["task_cfg"]}
+    return read_checkpoint(ckpt)[0]
 
 
 def export(exp: Path, model: str, out: Path, note: str = "") -> Path:

@@ -1,15 +1,19 @@
 """Finalize a pruned experiment: make the masks permanent and export the compressed model.
 
 Builds the model from ``<exp>/config.yaml`` (with its pruner) and a checkpoint, calls the
-pruner's ``finalize()``, and writes ``<out>/``:
+pruner's ``finalize()`` (a ``FinalizeResult``), compacts a structured result through the
+frontend (``PinchS3prlFrontend.compact_``: the family adapter slices the units), and writes
+``<out>/``:
   config.yaml        the training config with ``pruner: null``: an ordinary model
   model.sparse.pt    fine-grained methods: the result stored sparse (``pruning/sparse.py``)
   model.pth          structured methods: the physically smaller dense model
-                     (``compaction.compact_``); its config.yaml carries the explicit
+                     (``FamilyAdapter.compact_``); its config.yaml carries the explicit
                      architecture (``frontend_conf.pruned_arch``, also in pruned_arch.yaml) and the
                      upstream's size config, so it loads with no masks and no original checkpoint
   macs.json          MACs per second of audio of the exported model (``profiling.macs``)
-  pruning.json       achieved sparsity (overall, per layer), thresholds or widths, bytes on disk,
+  pruning.json       ``FinalizeResult.to_json()`` (achieved sparsity overall and per layer, what
+                     training reached, widths), the pruned weights' state-dict keys and model
+                     parts (``prunable_keys``, ``layer_parts``: what scoring reads), bytes on disk,
                      and for structured methods the largest |masked - compact| output difference
                      on one random second of audio (``compact_max_abs_diff``)
 The masked dense weights are not kept on disk; ``bin.asr_inference`` reads either model file.
@@ -29,7 +33,6 @@ import torch
 import yaml
 
 from espnet_pinch.profiling.macs import macs_per_second
-from espnet_pinch.pruning.layers import weight_key
 from espnet_pinch.pruning.sparse import save_sparse
 from espnet_pinch.tasks.asr import PinchASRTask
 from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
@@ -51,59 +54,55 @@ def _encode(net, wav: torch.Tensor) -> torch.Tensor:
     return net.encode(wav, torch.tensor([wav.shape[1]]))[0]
 
 
-def compact_model(net, summary: dict, cfg: dict) -> tuple[dict, float]:
-    """Slice the kept units out of ``net`` (masks already baked in); returns (config, max diff)."""
-    from espnet_pinch.compaction import compact_
-
-    frontend = net.frontend
-    size_cfg = frontend.size_config()
-    wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
-    masked = _encode(net, wav)
-    arch = compact_(frontend.ssl_model, summary["keep"])
-    diff = float((_encode(net, wav) - masked).abs().max())
-    fc = dict(cfg.get("frontend_conf") or {})
-    fc.update({"path_or_url": None, "upstream_config": size_cfg, "pruned_arch": arch})
-    cfg["frontend_conf"] = fc
-    return arch, diff
+def standalone_config(cfg: dict, frontend_conf: dict) -> dict:
+    """The training config as that of an ordinary model: no pruner, the frontend entries given,
+    and no run-specific entries (the export is also the --config of a fine-tuning run, where
+    ESPnet would append, not replace, list options such as the data paths; entries the trainer
+    does not take as options, e.g. ESPnet's "required", go too)."""
+    cfg = dict(cfg, pruner=None, pruner_conf={})
+    cfg["frontend_conf"] = {**(cfg.get("frontend_conf") or {}), **frontend_conf}
+    known = {a.dest for a in PinchASRTask.get_parser()._actions}
+    return {k: v for k, v in cfg.items() if k not in _RUN_KEYS and k in known}
 
 
 def finalize(exp: Path, model: str, out: Path) -> dict:
-    net, args = PinchASRTask.build_model_from_file(exp / "config.yaml", exp / model, "cpu")
+    net, _ = PinchASRTask.build_model_from_file(exp / "config.yaml", exp / model, "cpu")
     if net.pruner is None:
         raise ValueError(f"{exp}/config.yaml has no pruner: nothing to finalize")
     counts = _counts(net)
-    summary = net.pruner.finalize()
+    names = {id(m): n for n, m in net.named_modules()}
+    keys = [names[id(layer)] + ".weight" for layer in net.pruner.layers.values()]
+    parts = {n: net.frontend.adapter.part_of(n) for n in net.pruner.layers}
+    result = net.pruner.finalize()
     finetune_epochs = getattr(net.pruner, "finetune_epochs", 0)
     net.pruner = None
-    with open(exp / "config.yaml") as f:
-        cfg = yaml.safe_load(f)
-    cfg["pruner"], cfg["pruner_conf"] = None, {}
-    # Run-specific entries out: the export is also the --config of a fine-tuning run, where
-    # ESPnet would append (not replace) list options such as the data paths.
-    # Entries the trainer does not take as options (ESPnet's dump has e.g. "required") go too.
-    known = {a.dest for a in PinchASRTask.get_parser()._actions}
-    for key in [k for k in cfg if k in _RUN_KEYS or k not in known]:
-        cfg.pop(key)
-    if summary.get("structured"):
-        arch, diff = compact_model(net, summary, cfg)
-        summary.update({"arch": arch, "compact_max_abs_diff": diff,
+    summary = result.to_json()
+    frontend_conf = {}
+    if result.structured:
+        wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+        masked = _encode(net, wav)
+        frontend_conf = net.frontend.compact_(result.keep)
+        diff = float((_encode(net, wav) - masked).abs().max())
+        summary.update({"arch": frontend_conf["pruned_arch"], "compact_max_abs_diff": diff,
                         "finetune_epochs": finetune_epochs, **counts})
-        logging.info("compacted to %s; max |masked - compact| on 1 s of noise: %.3g", arch, diff)
+        logging.info("compacted to %s; max |masked - compact| on 1 s of noise: %.3g",
+                     frontend_conf["pruned_arch"], diff)
+    with open(exp / "config.yaml") as f:
+        cfg = standalone_config(yaml.safe_load(f), frontend_conf)
     macs = macs_per_second(net)
     summary["macs_per_second"] = macs["macs_per_second"]
     state = net.state_dict()
-    keys = [weight_key(n) for n in summary["gated_layers"]]
     buf = io.BytesIO()  # the dense serialisation: its size, and the structured model's file
     torch.save(state, buf)
     with atomic_dir(out) as tmp:
-        if summary.get("structured"):
+        if result.structured:
             stored = (tmp / "model.pth").write_bytes(buf.getbuffer())
             write_yaml(tmp / "pruned_arch.yaml", summary["arch"])
         else:
             stored = save_sparse(state, keys, tmp / "model.sparse.pt")
         write_yaml(tmp / "config.yaml", cfg)
         write_json(tmp / "macs.json", macs)
-        summary.update({"prunable_keys": keys, "bytes_sparse": stored,
+        summary.update({"prunable_keys": keys, "layer_parts": parts, "bytes_sparse": stored,
                         "bytes_dense": buf.getbuffer().nbytes, "source_model": str(exp / model)})
         write_json(tmp / "pruning.json", summary)
     return summary

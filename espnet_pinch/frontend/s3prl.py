@@ -23,13 +23,11 @@ from typing import Optional, Tuple, Union
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
-from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, s3prl_name,
-                                         save_checkpoint)
+from espnet_pinch.adapters import FamilyAdapter, adapter_for
+from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, read_checkpoint,
+                                         s3prl_name, save_checkpoint)
 from espnet_pinch.upstream.hub import is_hub_name, local_loader
 from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint, weights_only_loads
-
-# Submodules of Wav2Vec2Model/HubertModel that the fine-tuning forward pass runs through.
-_USED_PREFIXES = ("feature_extractor.", "post_extract_proj", "encoder.")
 
 
 def _build_s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extra_conf):
@@ -106,9 +104,7 @@ class PinchS3prlFrontend(AbsFrontend):
         self.upstream_config = upstream_config
         self.upstream = _build_s3prl_upstream(upstream, path_or_url, upstream_config, extra_conf)
         if pruned_arch is not None:
-            from espnet_pinch.compaction import apply_architecture_
-
-            apply_architecture_(self.upstream.upstream.model, pruned_arch)
+            self.adapter.apply_architecture_(self.ssl_model, pruned_arch)
         from s3prl.nn import Featurizer
 
         if layer != -1 and multilayer_feature:
@@ -122,35 +118,20 @@ class PinchS3prlFrontend(AbsFrontend):
         if hasattr(model, "feature_grad_mult"):
             model.feature_grad_mult = feature_grad_mult
         if apply_mask:
-            self._enable_training_mask(model)
-        self._freeze_unused(model, apply_mask)
+            self.adapter.enable_training_mask(model)
+        # The pre-training heads (quantizer, project_q, final_proj, label embeddings) and, without
+        # masking, mask_emb are never reached: frozen (no optimizer state, DDP does not wait).
+        self.adapter.freeze_unused(model, keep=("mask_emb",) if apply_mask else ())
 
     @property
     def ssl_model(self) -> torch.nn.Module:
         """The wrapped Wav2Vec2Model / HubertModel (what the pruning methods operate on)."""
         return self.upstream.upstream.model
 
-    @staticmethod
-    def _freeze_unused(model: torch.nn.Module, apply_mask: bool) -> None:
-        # The fine-tuning forward never reaches the pre-training heads (quantizer, project_q,
-        # final_proj, HuBERT's label embeddings), nor mask_emb without masking. Frozen, they take
-        # no optimizer state, and DistributedDataParallel (--ngpu > 1) does not stop on
-        # parameters that received no gradient.
-        used = _USED_PREFIXES + ("layer_norm.",) + (("mask_emb",) if apply_mask else ())
-        for name, p in model.named_parameters():
-            if not name.startswith(used):
-                p.requires_grad_(False)
-
-    @staticmethod
-    def _enable_training_mask(model: torch.nn.Module) -> None:
-        # S3PRL's expert always calls extract_features(mask=False); fine-tuning recipes mask
-        # in training. Override on this instance only (S3PRL itself is untouched).
-        original = type(model).extract_features
-
-        def extract_features(source, padding_mask=None, mask=False, **kwargs):
-            return original(model, source, padding_mask, mask=mask or model.training, **kwargs)
-
-        model.extract_features = extract_features
+    @property
+    def adapter(self) -> FamilyAdapter:
+        """What espnet_pinch knows about the upstream's family (``espnet_pinch.adapters``)."""
+        return adapter_for(self.ssl_model)
 
     def size_config(self) -> dict:
         """The upstream's size config ({arch, model_cfg, task_cfg}) for an architecture-only rebuild."""
@@ -161,10 +142,16 @@ class PinchS3prlFrontend(AbsFrontend):
             raise ValueError(
                 f"frontend: the size config of upstream {self.upstream_name!r} is unknown; give "
                 "frontend_conf.path_or_url a local S3PRL checkpoint (*_local) or upstream_config")
-        ckpt = load_checkpoint(self.path_or_url, mmap=True)
-        arch = checkpoint_arch(ckpt)
-        return load_size_config({"arch": arch, "model_cfg": dict(ckpt["model_cfg"]),
-                                 "task_cfg": dict(ckpt["task_cfg"])})
+        return load_size_config(read_checkpoint(self.path_or_url)[0])
+
+    @torch.no_grad()
+    def compact_(self, keep: dict) -> dict:
+        """Slice the kept units (per group, ``FinalizeResult.keep``) out of the upstream, through
+        its family adapter; returns the ``frontend_conf`` entries that rebuild this compact
+        upstream with no checkpoint: its size config and the explicit ``pruned_arch``."""
+        size_cfg = self.size_config()
+        arch = self.adapter.compact_(self.ssl_model, keep)
+        return {"path_or_url": None, "upstream_config": size_cfg, "pruned_arch": arch}
 
     def output_size(self) -> int:
         return self._output_size
@@ -174,13 +161,7 @@ class PinchS3prlFrontend(AbsFrontend):
 
         The positional convolution is listed too; pruners choose their subset by name pattern.
         """
-        out: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
-        for name, mod in self.ssl_model.named_modules():
-            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d)) and name.startswith(
-                _USED_PREFIXES
-            ):
-                out[name] = mod
-        return out
+        return self.adapter.prunable_layers(self.ssl_model)
 
     def forward(
         self, input: torch.Tensor, input_lengths: torch.Tensor
@@ -201,6 +182,6 @@ class PinchS3prlFrontend(AbsFrontend):
         if self.path_or_url is None or str(self.path_or_url).startswith("http"):
             logging.warning("frontend: no local checkpoint to reload pretrained weights from")
             return
-        state = load_checkpoint(self.path_or_url)["model_weight"]
+        state = read_checkpoint(load_checkpoint(self.path_or_url))[1]
         self.ssl_model.load_state_dict(state)
         logging.info("frontend: reloaded upstream weights from %s", self.path_or_url)

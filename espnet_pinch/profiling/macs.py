@@ -5,11 +5,14 @@ Forward hooks follow the pass that actually runs, so physically smaller (compact
 One MAC per weight per output position:
   - ``Conv1d`` (any ``ConvNd``): output positions x weights = T_out * k * C_in/groups * C_out;
   - ``Linear``: leading positions x weights = T * d_in * d_out;
-  - S3PRL's wav2vec2/HuBERT ``MultiheadAttention`` (matched by class name) is hooked itself,
-    because its fused path (``F.multi_head_attention_forward``) never calls the projection
-    Linears while the slow path after head pruning does: q, k, v, out projections
-    (T * weights each) plus the two attention matmuls, QK^T and AV: 2 * T_q * T_k * H * d_head
-    per batch element. Linears inside it are excluded from the Linear count (no double count).
+  - an attention module with ``q_proj``/``k_proj``/``v_proj``/``out_proj``, ``num_heads`` and
+    ``head_dim`` (S3PRL's wav2vec2/HuBERT ``MultiheadAttention``, a compacted layer's
+    ``HeadSubsetAttention``) is hooked itself, because S3PRL's fused path
+    (``F.multi_head_attention_forward``) never calls the projection Linears: q, k, v, out
+    projections (T * weights each) plus the two attention matmuls, QK^T and AV:
+    2 * T_q * T_k * H * d_head per batch element. Linears inside it are excluded from the Linear
+    count (no double count). With a gated relative position bias (WavLM), the gate Linear runs on
+    each head's d_head input slice at every query position: T * H * its weights.
 Weights are counted as non-zero entries (``count_nonzero=True``: fine-grained pruned models
 store exact zeros, and parametrized masks show through ``module.weight``) for ``macs``, and all
 entries for ``macs_dense_exec`` (what a dense kernel executes); both are always reported.
@@ -40,8 +43,17 @@ def _weights(layer: torch.nn.Module) -> tuple:
     return int(torch.count_nonzero(w)), w.numel()
 
 
+_ATTENTION_ATTRS = ("q_proj", "k_proj", "v_proj", "out_proj", "num_heads", "head_dim")
+
+
+def head_gate(module: torch.nn.Module):
+    """The Linear a gated relative position bias applies to each head's input (WavLM's
+    ``grep_linear`` with ``gru_rel_pos``), or None."""
+    return getattr(module, "grep_linear", None) if getattr(module, "gru_rel_pos", False) else None
+
+
 def _is_mha(module: torch.nn.Module) -> bool:
-    return type(module).__name__ == "MultiheadAttention" and hasattr(module, "q_proj")
+    return all(hasattr(module, a) for a in _ATTENTION_ATTRS)
 
 
 def trace_positions(module: torch.nn.Module, forward_fn: Callable[[], object]) -> Dict[str, tuple]:
@@ -64,7 +76,7 @@ def trace_positions(module: torch.nn.Module, forward_fn: Callable[[], object]) -
         def hook(mod, args, kwargs, o):
             query = args[0] if args else kwargs["query"]
             key = args[1] if len(args) > 1 else kwargs.get("key")
-            t_k = query.shape[0] if key is None or mod.self_attention else key.shape[0]
+            t_k = query.shape[0] if key is None or getattr(mod, "self_attention", False) else key.shape[0]
             out[name] = ("attention", query.shape[0], t_k, query.shape[1])
         return hook
 
@@ -113,6 +125,9 @@ def count_macs(
             for proj, t in ((mod.q_proj, t_q), (mod.k_proj, t_k), (mod.v_proj, t_k),
                             (mod.out_proj, t_q)):
                 add("attention_proj", bsz * t, proj)
+            gate = head_gate(mod)
+            if gate is not None:  # applied to each head's input slice at every query position
+                add("attention_proj", bsz * t_q * mod.num_heads, gate)
             scores = 2 * bsz * t_q * t_k * mod.num_heads * mod.head_dim
             nnz["attention_scores"] += scores
             dense["attention_scores"] += scores
@@ -166,8 +181,8 @@ def macs_per_second(espnet_model: torch.nn.Module, seconds: float = 1.0, seed: i
 
 
 def ssl_macs_per_second(ssl_model: torch.nn.Module, seconds: float = 1.0, seed: int = 0) -> dict:
-    """As ``macs_per_second`` for a bare Wav2Vec2Model / HubertModel (``frontend.ssl_model``):
-    ``extract_features`` of batch 1, ``seconds`` of random 16 kHz audio, no padding, no mask."""
+    """As ``macs_per_second`` for a bare SSL model (``frontend.ssl_model``) with an
+    ``extract_features`` method: batch 1, ``seconds`` of random 16 kHz audio, no padding, no mask."""
     n = int(round(seconds * FS))
     wav = torch.randn(1, n, generator=torch.Generator().manual_seed(seed))
     return _eval_count(

@@ -5,9 +5,10 @@ and then:
   - ``attach()``       puts its gates on those layers (it owns no copy of their weights);
   - ``loss()``         returns the extra loss term and stats to log, called after each forward;
   - ``sparsity()``     reports the current sparsity, overall (parameter-weighted) and per layer;
-  - ``finalize()``     makes the masks permanent, removes the gates and returns a summary; the
-                       model is then an ordinary ESPnet model (dense tensors, zeros where pruned,
-                       or physically smaller for structured methods).
+  - ``finalize()``     makes the masks permanent, removes the gates and returns a
+                       ``FinalizeResult``; the model is then an ordinary ESPnet model (dense
+                       tensors with exact zeros; structured methods' result also lists the units
+                       to keep, which ``bin.finalize`` slices out through the family adapter).
 The pruner's own state (thresholds, gate parameters, multipliers, step counters) lives in
 parameters and buffers of the pruner or of its gates, so it is saved and resumed with the model.
 """
@@ -15,9 +16,41 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import torch
+
+
+@dataclass
+class FinalizeResult:
+    """What ``finalize()`` made of the model, and what training reached before any snap.
+
+    ``keep`` (unit indices per group) is set by structured methods only: the masked model then
+    still has to be compacted. ``method`` holds a method's own entries (SPG: ``snap_factor``; HJ:
+    ``achieved``, ``targets``, ``target_on``, ``macs_sparsity``). ``to_json()`` is the flat
+    ``pruning.json`` record."""
+    sparsity: float                          # removed / dense prunable weights, after the snap
+    per_layer_sparsity: Dict[str, float]
+    gated_layers: List[str]                  # names as in the model's ``prunable_layers()``
+    gated_params: int                        # dense prunable weights
+    extra_params: int                        # the method's own parameters during training
+    target_sparsity: float
+    sparsity_before_snap: float              # what training reached
+    achieved_before_snap: Dict[str, float]   # ... of what the target constrains
+    snap_changed_units: float                # share of kept weights / units the snap changed
+    keep: Optional[Dict[str, List[int]]] = None
+    widths: Optional[Dict[str, int]] = None
+    method: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def structured(self) -> bool:
+        return self.keep is not None
+
+    def to_json(self) -> Dict[str, object]:
+        out = asdict(self)
+        out.update(out.pop("method"), structured=self.structured)
+        return {k: v for k, v in out.items() if v is not None}
 
 
 class AbsPruner(torch.nn.Module, ABC):
@@ -39,8 +72,8 @@ class AbsPruner(torch.nn.Module, ABC):
         """{"overall": float, "per_layer": {name: float}} with the masks used in the forward pass."""
 
     @abstractmethod
-    def finalize(self) -> Dict[str, object]:
-        """Make masks permanent, remove gates; returns {"sparsity", "per_layer_sparsity", ...}."""
+    def finalize(self) -> FinalizeResult:
+        """Make masks permanent, remove gates; returns what was made and what training reached."""
 
     def before_forward(self) -> None:
         """Called before every model forward (set this step's masks); nothing by default."""

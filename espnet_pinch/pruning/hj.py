@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -234,7 +234,7 @@ class HJPruner(StructuredPruner):
 
     # -- finalize ---------------------------------------------------------------------------
     @torch.no_grad()
-    def before_finalize(self, widths: Dict[str, int]) -> Dict[str, int]:
+    def snap_widths(self, widths: Dict[str, int]) -> Dict[str, int]:
         """Snap onto the target(s) with one common factor on the kept counts, if needed."""
         def off(w):
             got = self.achieved(w)
@@ -264,18 +264,17 @@ class HJPruner(StructuredPruner):
             widths = min((a, b), key=lambda w: abs(float(self.achieved(w)[part]) - self.targets[part]))
         return widths
 
-    @torch.no_grad()
-    def finalize(self) -> Dict[str, object]:
-        widths, before = self.snapped_widths()
-        masks = self.deterministic_masks(widths)
-        for n, m in masks.items():  # the gate values themselves are baked in
+    def set_final_masks(self, widths: Dict[str, int]) -> None:
+        for n, m in self.deterministic_masks(widths).items():  # the gate values are baked in
             cm = self.column_mask(n)
             cm.soft, cm.mask = None, m.to(cm.mask.device)
-        keep = {n: sorted(torch.nonzero(m).flatten().tolist()) for n, m in masks.items()}
-        summary = {**self._finalize_with(widths, keep), **before}
-        summary["achieved"] = {p: float(v) for p, v in self.achieved(widths).items()}
-        summary["targets"] = dict(self.targets)
-        summary["target_on"] = self.target_on
-        if self.macs_terms is not None:
-            summary["macs_sparsity"] = float(1.0 - self.macs_of(widths) / self.dense_macs)
-        return summary
+
+    def keep_units(self, widths: Dict[str, int]) -> Dict[str, List[int]]:
+        return {n: sorted(torch.nonzero(self.column_mask(n).mask).flatten().tolist()) for n in self.groups}
+
+    def method_entries(self, widths: Dict[str, int]) -> Dict[str, object]:
+        out = {"achieved": {p: float(v) for p, v in self.achieved(widths).items()},
+               "targets": dict(self.targets), "target_on": self.target_on}
+        if self.cost.macs_terms is not None:
+            out["macs_sparsity"] = float(1.0 - self.macs_of(widths) / self.dense_macs)
+        return out

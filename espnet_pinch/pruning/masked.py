@@ -2,18 +2,19 @@
 
 Each gated layer's weight gets a parametrization (the method's gate); this base attaches them,
 iterates them, counts zeros per layer, and finalizes (masks baked into the weights, gates
-removed). A method supplies ``make_gate``, ``zeros`` and its loss.
+removed). A method supplies ``make_gate``, ``zeros`` and its loss, and may move its masks onto the
+target before they are baked in (``snap``).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.utils import parametrize
 
-from espnet_pinch.pruning.abs_pruner import AbsPruner
-from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, select_layers
+from espnet_pinch.pruning.abs_pruner import AbsPruner, FinalizeResult
+from espnet_pinch.pruning.layers import select_layers
 
 
 def check_target(target_sparsity) -> float:
@@ -24,7 +25,7 @@ def check_target(target_sparsity) -> float:
 
 class MaskPruner(AbsPruner):
     def __init__(self, prunable: "OrderedDict[str, torch.nn.Module]", target_sparsity: float,
-                 layers: Sequence[str] = DEFAULT_PATTERNS):
+                 layers: Optional[Sequence[str]] = None):
         target = check_target(target_sparsity)
         super().__init__(select_layers(prunable, layers, key="layers"))
         self.target_sparsity = target
@@ -60,30 +61,31 @@ class MaskPruner(AbsPruner):
             total += w.numel()
         return {"overall": zeros / total, "per_layer": per_layer}
 
-    def before_finalize(self) -> Dict[str, object]:
-        """Last adjustment of the gates before they are baked in; returns extra summary keys."""
+    def snap(self) -> Dict[str, object]:
+        """Move the gates onto the target before they are baked in (nothing by default); returns
+        the method's own entries for ``FinalizeResult.method``."""
         return {}
 
     @torch.no_grad()
-    def finalize(self) -> Dict[str, object]:
+    def finalize(self) -> FinalizeResult:
         """Bake W * mask into each weight (exact zeros), remove the gates. Also reports what
-        training reached before ``before_finalize`` adjusted the masks: the sparsity, and the
-        share of kept weights the snap changed (a common threshold factor only moves weights at
-        each layer's margin, all one way, so per layer that is the change of the kept count)."""
+        training reached before ``snap`` adjusted the masks: the sparsity, and the share of kept
+        weights the snap changed (a common threshold factor only moves weights at each layer's
+        margin, all one way, so per layer that is the change of the kept count)."""
         trained = self.sparsity()
-        extra = self.before_finalize()
+        method = self.snap()
         report = self.sparsity()
         sizes = {n: layer.weight.numel() for n, layer in self.layers.items()}
         changed = sum(abs(trained["per_layer"][n] - report["per_layer"][n]) * k for n, k in sizes.items())
         kept = sum((1.0 - trained["per_layer"][n]) * k for n, k in sizes.items())
-        extra = {"sparsity_before_snap": trained["overall"],
-                 "achieved_before_snap": {"all": trained["overall"]},
-                 "snap_changed_units": changed / max(kept, 1.0), **extra}
         extra_params = self.num_extra_params()
         for layer in self.layers.values():
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
         zeros = sum(int((l.weight == 0).sum()) for l in self.layers.values())
         total = sum(l.weight.numel() for l in self.layers.values())
-        return {"sparsity": zeros / total, "per_layer_sparsity": report["per_layer"],
-                "gated_layers": list(self.layers), "gated_params": total,
-                "extra_params": extra_params, "target_sparsity": self.target_sparsity, **extra}
+        return FinalizeResult(
+            sparsity=zeros / total, per_layer_sparsity=report["per_layer"],
+            gated_layers=list(self.layers), gated_params=total, extra_params=extra_params,
+            target_sparsity=self.target_sparsity, sparsity_before_snap=trained["overall"],
+            achieved_before_snap={"all": trained["overall"]},
+            snap_changed_units=changed / max(kept, 1.0), method=method)

@@ -146,7 +146,7 @@ class NASCPPruner(StructuredPruner):
 
     # -- finalize -------------------------------------------------------------------------
     @torch.no_grad()
-    def before_finalize(self, widths: Dict[str, int]) -> Dict[str, int]:
+    def snap_widths(self, widths: Dict[str, int]) -> Dict[str, int]:
         idx = {n: self.candidates[n].index(w) for n, w in widths.items()}
         logp = {n: torch.log_softmax(self.logits(n), 0) for n in self.candidates}
         tol, target = self.finalize_tolerance, self.target_sparsity

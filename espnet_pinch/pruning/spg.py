@@ -78,7 +78,6 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from espnet_pinch.pruning.lagrangian import init_term, sparsity_term, warmed_up_target
-from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
 PARAMETRIZATIONS = ("rms", "raw")
@@ -167,8 +166,9 @@ class SPGPruner(MaskPruner):
         tau: soft-mask temperature (> 0), relative to each layer's mean squared weight.
         warmup_steps: training steps over which the target ramps up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
-        layers: glob patterns of layers to gate (see ``pruning/layers.py``); add ``ctc.ctc_lo``
-            to gate the CTC head.
+        layers: glob patterns of layers to gate (``pruning/layers.py``; default: the upstream
+            family's ``default_patterns``, ``espnet_pinch.adapters``); add ``ctc.ctc_lo`` to gate
+            the CTC head.
         dual_lr: dual-ascent step size of the Lagrange multiplier lambda1 (> 0).
         penalty: weight of the quadratic term (>= 0).
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
@@ -207,7 +207,7 @@ class SPGPruner(MaskPruner):
         target_sparsity: float = 0.5,
         tau: float = 0.05,
         warmup_steps: int = 1000,
-        layers: Sequence[str] = DEFAULT_PATTERNS,
+        layers: Optional[Sequence[str]] = None,
         dual_lr: float = 0.5,
         penalty: float = 50.0,
         init_threshold: float = 0.01,
@@ -388,5 +388,5 @@ class SPGPruner(MaskPruner):
         sparsity_at(hi)
         return {"sparsity_before_snap": before, "snap_factor": hi}
 
-    def before_finalize(self) -> Dict[str, float]:
-        return self.snap_to_target()
+    def snap(self) -> Dict[str, float]:
+        return {"snap_factor": self.snap_to_target()["snap_factor"]}

@@ -9,11 +9,10 @@ compression time.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_pinch.pruning.layers import DEFAULT_PATTERNS
 from espnet_pinch.pruning.masked import MaskPruner
 
 
@@ -35,7 +34,7 @@ class UMPPruner(MaskPruner):
         self,
         prunable: "OrderedDict[str, torch.nn.Module]",
         target_sparsity: float = 0.5,
-        layers: Sequence[str] = DEFAULT_PATTERNS,
+        layers: Optional[Sequence[str]] = None,
     ):
         super().__init__(prunable, target_sparsity, layers)
         self.register_buffer("pruned", torch.zeros((), dtype=torch.bool))

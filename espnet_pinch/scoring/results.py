@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from espnet_pinch.data.kaldi_dir import read_scp
-from espnet_pinch.pruning.layers import DEFAULT_PATTERNS, layer_of_weight_key, matches
+from espnet_pinch.adapters import adapter
 from espnet_pinch.pruning.sparse import from_sparse
 from espnet_pinch.scoring.plots import (plot_layer_trajectories, plot_per_layer, plot_wer_vs_sparsity,
                                         plot_wer_vs_time)
@@ -44,17 +44,6 @@ TRAINED_TOLERANCE = 0.02
 REFERENCE = "dense_cont"  # the matched dense baseline
 
 
-def prunable_keys(state: dict) -> list[str]:
-    """Weights of the layers pruning methods gate by default (``pruning.layers``), for models
-    that carry no list of their own (dense ones). Norm weights (1-d) are not layers' weights."""
-    keys = []
-    for k, v in state.items():
-        name = layer_of_weight_key(k)
-        if name is not None and v.dim() >= 2 and matches(name, DEFAULT_PATTERNS):
-            keys.append(k)
-    return keys
-
-
 def param_counts(model_path: str | Path, keys: list[str] | None = None,
                  prunable_dense: int | None = None, total_dense: int | None = None) -> dict:
     """Total / non-zero parameters of a model.pth; sparsity over the prunable weights
@@ -62,13 +51,15 @@ def param_counts(model_path: str | Path, keys: list[str] | None = None,
 
     A physically compacted model (structured pruning) has smaller tensors under the same keys:
     given the dense model's counts, sparsity is measured against those, so removed rows count
-    as pruned. Without them, sparsity = exact zeros / parameters of this model.
+    as pruned. Without them, sparsity = exact zeros / parameters of this model. ``keys``: the
+    prunable weights' state-dict keys (a pruned model's ``pruning.json`` lists them; without
+    them no weight counts as prunable).
     """
     state = load_checkpoint(model_path)
     if state.get("format") == "bitmask-v1":  # sparse export of a fine-grained pruned model
         state = from_sparse(state)
     tensors = [v for v in state.values() if torch.is_floating_point(v)]
-    keys = [k for k in keys or prunable_keys(state) if k in state]  # a layer may be removed whole
+    keys = [k for k in keys or [] if k in state]  # a layer may be removed whole
     prunable = sum(state[k].numel() for k in keys)
     prunable_nonzero = sum(int((state[k] != 0).sum()) for k in keys)
     total = sum(v.numel() for v in tensors)
@@ -135,20 +126,25 @@ def cmd_meta(args) -> None:
             "compression_seconds": round(train_s + args.extra_seconds, 1),
             "per_layer_sparsity": {k: round(v, 4) for k, v in p["per_layer_sparsity"].items()},
             "prunable_keys": p["prunable_keys"], "extra_params": p.get("extra_params"),
+            # pruning.json before layer_parts existed: wav2vec2 / HuBERT layer names
+            "layer_parts": p.get("layer_parts") or {
+                n: adapter("wav2vec2").part_of(n) for n in p["per_layer_sparsity"]},
             "bytes_dense_equivalent": p.get("bytes_dense"),
         })
         meta.update({k: p[k] for k in OPTIONAL_PRUNING_KEYS if k in p})
-        meta["layer_spread"] = layer_spread(meta["per_layer_sparsity"])
+        meta["layer_spread"] = layer_spread(meta["per_layer_sparsity"], meta.pop("layer_parts"))
     write_json(exp / "meta.json", meta)
 
 
-def layer_spread(per_layer: dict) -> dict:
+def layer_spread(per_layer: dict, parts: dict) -> dict:
     """Max minus min of the per-layer sparsities over the Transformer matrices and over the CNN's
     conv layers (how unevenly a method allocated its sparsity; UMP: 0), None where a part has
-    no pruned layer."""
-    parts = {"transformer": [v for n, v in per_layer.items() if n.startswith("encoder.layers.")],
-             "cnn": [v for n, v in per_layer.items() if n.startswith("feature_extractor.conv_layers.")]}
-    return {k: round(max(v) - min(v), 4) if v else None for k, v in parts.items()}
+    no pruned layer. ``parts``: layer -> cnn / transformer / None (``pruning.json``)."""
+    out = {}
+    for part in ("transformer", "cnn"):
+        v = [s for n, s in per_layer.items() if parts.get(n) == part]
+        out[part] = round(max(v) - min(v), 4) if v else None
+    return out
 
 
 def trace_summary(traces: list[str], target: float | None) -> dict:
@@ -381,13 +377,15 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict],
     """(rows, seed groups): one row per model, meta.json plus parameter counts, scores, speed and
     significance, dense first, then by method and target sparsity; and ``seed_groups``."""
     rows, exps = [], []
-    for meta_path in sorted(Path(exp_dir).glob("asr_*/meta.json")):
-        exp = meta_path.parent
-        row = read_meta(meta_path)
+    metas = [(p.parent, read_meta(p)) for p in sorted(Path(exp_dir).glob("asr_*/meta.json"))]
+    # Dense models have no pruning.json: their prunable weights are those a pruned model of the
+    # same experiments lists (the same layer names).
+    dense_keys = next((m["prunable_keys"] for _, m in metas if m.get("prunable_keys")), None)
+    for exp, row in metas:
         if not Path(row["model_path"]).is_file():
             logging.warning("%s: model %s missing, row skipped", exp, row["model_path"])
             continue
-        row.update(param_counts(row["model_path"], row.get("prunable_keys"),
+        row.update(param_counts(row["model_path"], row.get("prunable_keys") or dense_keys,
                                 row.get("params_prunable_dense"), row.get("params_total_dense")))
         row.pop("prunable_keys", None)
         row["bytes_on_disk"] = Path(row["model_path"]).stat().st_size

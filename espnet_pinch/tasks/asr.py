@@ -8,6 +8,7 @@ registers our frontend, encoder and model. ``PinchASRTask`` adds one more choice
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 from espnet2.tasks import abs_task as _abs_task
@@ -97,6 +98,8 @@ class PinchASRTask(ASRTask):
         cls_ = pruner_choices.get_class(name)
         if getattr(cls_, "needs_ssl_model", False):  # structured methods prune units of the SSL model
             conf["ssl_model"] = model.frontend.ssl_model
+        elif "layers" in inspect.signature(cls_).parameters and conf.get("layers") is None:
+            conf["layers"] = list(model.frontend.adapter.default_patterns)
         try:
             pruner = cls_(model.prunable_layers(), **conf)
         except TypeError as e:  # an unknown key in pruner_conf

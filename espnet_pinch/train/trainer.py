@@ -34,6 +34,7 @@ from typing import Dict
 
 import torch
 from espnet2.train.trainer import Trainer
+from torch.nn.utils import parametrize
 
 from espnet_pinch.train.schedule import TRACE, BudgetLR
 
@@ -42,17 +43,20 @@ PREVIOUS = "checkpoint.prev.pth"
 RANK_TOLERANCE = 1e-6  # max |difference| of the pruning state between ranks
 
 
-def is_pruning_key(name: str) -> bool:
-    """A state-dict key of the pruning state: under ``pruner.``, or a gate's under
-    ``<layer>.parametrizations.weight.<i>.`` (not the layer's own weight, ``...original``)."""
-    gate = ".parametrizations." in name and not name.endswith(".original")
-    return name.startswith("pruner.") or gate
-
-
 def pruning_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """Parameters and buffers of the pruner and of its gates, by name (empty without a pruner)."""
+    """Parameters and buffers of the pruner and of its gates (the parametrizations on its layers,
+    not the layers' own weights), by their names in the model's state dict; empty without a
+    pruner."""
     model = getattr(model, "module", model)  # DDP / DataParallel wrapper
-    return {k: t.detach() for k, t in model.state_dict(keep_vars=True).items() if is_pruning_key(k)}
+    pruner = getattr(model, "pruner", None)
+    if pruner is None:
+        return {}
+    owned = {id(t) for t in pruner.state_dict(keep_vars=True).values()}
+    for layer in pruner.layers.values():
+        if parametrize.is_parametrized(layer, "weight"):
+            for gate in layer.parametrizations.weight:
+                owned.update(id(t) for t in gate.state_dict(keep_vars=True).values())
+    return {k: t.detach() for k, t in model.state_dict(keep_vars=True).items() if id(t) in owned}
 
 
 def _flat(state: Dict[str, torch.Tensor]) -> torch.Tensor:

@@ -16,7 +16,7 @@ N_WAV = 16000  # 1 s at 16 kHz
 
 
 def hand_count(cfg: dict, heads: list) -> dict:
-    """MACs of Wav2Vec2Model.extract_features on N_WAV samples, from the size config alone."""
+    """MACs of the SSL model's extract_features on N_WAV samples, from the size config alone."""
     mc = cfg["model_cfg"]
     t, c_in, conv = N_WAV, 1, 0
     for c_out, k, stride in eval(mc["conv_feature_layers"], {"__builtins__": {}}):  # as S3PRL
@@ -28,10 +28,13 @@ def hand_count(cfg: dict, heads: list) -> dict:
     post_extract_proj = t * c_in * d
     t_pos = t + 2 * (k_pos // 2) - k_pos + 1  # padding k//2, SamePad then drops the extra frame
     pos_conv = t_pos * k_pos * (d // g) * d
-    multiple = mc.get("required_seq_len_multiple", 2)  # the encoder pads T to this multiple
+    # wav2vec2 / HuBERT's encoder pads T to a multiple of 2; WavLM's does not
+    multiple = 1 if cfg["arch"] == "wavlm" else mc.get("required_seq_len_multiple", 2)
     t = -(-t // multiple) * multiple
     dh = d // mc["encoder_attention_heads"]
     proj = sum(4 * t * d * (h * dh) for h in heads)
+    if mc.get("gru_rel_pos"):  # WavLM's gate: Linear(dh, 8) on each head's input slice
+        proj += sum(t * h * dh * 8 for h in heads)
     scores = sum(2 * t * t * h * dh for h in heads)
     ffn = len(heads) * 2 * t * d * dff
     return {"conv": conv, "pos_conv": pos_conv, "attention_proj": proj,
@@ -39,6 +42,8 @@ def hand_count(cfg: dict, heads: list) -> dict:
 
 
 def tiny_config(arch: str = "wav2vec2") -> dict:
+    if arch == "wavlm":
+        return load_size_config(TINY.parent / "wavlm_tiny_test.yaml")
     cfg = load_size_config(TINY)
     if arch == "hubert":  # same sizes; HuBERT also needs a label rate
         cfg = load_size_config({**cfg, "arch": "hubert",
@@ -58,7 +63,7 @@ def count(model):
     return count_macs(model, lambda: model.extract_features(wav, padding_mask=None, mask=False))
 
 
-@pytest.mark.parametrize("arch", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize("arch", ["wav2vec2", "hubert", "wavlm"])
 def test_matches_hand_computation(arch):
     cfg = tiny_config(arch)
     model = build_model(cfg).eval()

@@ -122,7 +122,7 @@ def test_reaches_target_sparsity_on_tiny_model(target):
     summary = pruner.finalize()
     zeros = sum(int((l.weight == 0).sum()) for l in layers_of(model).values())
     total = sum(l.weight.numel() for l in layers_of(model).values())
-    assert summary["sparsity"] == pytest.approx(zeros / total)
+    assert summary.sparsity == pytest.approx(zeros / total)
     assert abs(zeros / total - target) <= 0.01
 
 
@@ -137,9 +137,9 @@ def test_finalize_snaps_to_target_keeping_the_layer_split():
     before = pruner.sparsity()
     assert before["overall"] > 0.55
     summary = pruner.finalize()
-    assert abs(summary["sparsity"] - 0.5) <= 0.005
-    assert summary["snap_factor"] < 1 and summary["sparsity_before_snap"] == before["overall"]
-    after = summary["per_layer_sparsity"]
+    assert abs(summary.sparsity - 0.5) <= 0.005
+    assert summary.method["snap_factor"] < 1 and summary.sparsity_before_snap == before["overall"]
+    after = summary.per_layer_sparsity
     # the same order of layers by sparsity as training left it
     assert sorted(after, key=after.get) == sorted(before["per_layer"], key=before["per_layer"].get)
 
@@ -153,7 +153,7 @@ def test_finalize_leaves_a_model_within_tolerance_alone():
         gate.threshold.data.fill_(w.abs().flatten().quantile(0.53) / (gate.gain * gate.scale.sqrt()))
     s = pruner.sparsity()["overall"]
     summary = pruner.finalize()
-    assert summary["snap_factor"] == 1.0 and summary["sparsity"] == pytest.approx(s)
+    assert summary.method["snap_factor"] == 1.0 and summary.sparsity == pytest.approx(s)
 
 
 def test_sparse_export_gives_masked_outputs(tmp_path):

@@ -6,18 +6,18 @@ import pytest
 import torch
 import yaml
 
-from espnet_pinch.pruning.layers import weight_key
 from espnet_pinch.tasks.asr import PinchASRTask
 from tests.numerics import assert_same_function
 
 TOKENS = ["<blank>", "<unk>", "\u2581", "A", "B", "C", "<sos/eos>"]
 
 
-def build_args(ckpt, tmp_path: Path, pruner="spg", pruner_conf=None) -> argparse.Namespace:
+def build_args(ckpt, tmp_path: Path, pruner="spg", pruner_conf=None,
+               upstream="wav2vec2_local") -> argparse.Namespace:
     parser = PinchASRTask.get_parser()
     cfg = {
         "token_list": TOKENS, "input_size": None, "frontend": "s3prl_pinch",
-        "frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(ckpt)},
+        "frontend_conf": {"upstream": upstream, "path_or_url": str(ckpt)},
         "encoder": "linear", "model": "pinch", "model_conf": {"ctc_weight": 1.0},
         "pruner": pruner, "pruner_conf": pruner_conf or {"target_sparsity": 0.5, "warmup_steps": 0},
         "decoder": None, "specaug": None, "normalize": None,
@@ -25,6 +25,20 @@ def build_args(ckpt, tmp_path: Path, pruner="spg", pruner_conf=None) -> argparse
     conf = tmp_path / "config.yaml"
     conf.write_text(yaml.safe_dump(cfg))
     return parser.parse_args(["--config", str(conf), "--output_dir", str(tmp_path)])
+
+
+def masked_then_finalize(model, args, exp: Path, b: dict):
+    """(the model's eval output on batch ``b`` with its current masks, bin.finalize's summary)
+    after saving the model and its config into ``exp`` as a training run would."""
+    from espnet_pinch.bin.finalize import finalize
+
+    model.eval()
+    with torch.no_grad():
+        model.pruner.before_forward()
+        masked, _ = model.encode(b["speech"], b["speech_lengths"])
+    torch.save(model.state_dict(), exp / "model.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    return masked, finalize(exp, "model.pth", exp / "final")
 
 
 def batch():
@@ -118,9 +132,10 @@ def test_dense_weights_load_into_gated_model_and_export_matches(tiny_ckpt, tmp_p
     # What the export promises bit for bit: the stored weights are exactly the masked weights
     # (the kept values unchanged, the rest zero). The outputs come through another code path
     # (plain weights instead of the parametrization), so they agree to float32 rounding.
-    effective = {n: layer.weight.detach() for n, layer in model.pruner.layers.items()}
+    names = {id(m): n for n, m in model.named_modules()}
+    effective = {names[id(layer)]: layer.weight.detach() for layer in model.pruner.layers.values()}
     for name, w in effective.items():
-        stored = loaded.state_dict()[weight_key(name)]
+        stored = loaded.state_dict()[name + ".weight"]
         # bit for bit, the sign of zero included (the masks write +0.0, as the export does)
         assert torch.equal(stored.view(torch.int32), w.view(torch.int32)), name
     with torch.no_grad():

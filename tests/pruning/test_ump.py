@@ -41,7 +41,7 @@ def test_masks_stay_fixed_during_fine_tuning():
     for n, l in ls.items():
         assert torch.equal(l.weight == 0, masks[n])
     summary = pruner.finalize()
-    assert summary["sparsity"] == pytest.approx(0.5, abs=0.01) and summary["extra_params"] == 0
+    assert summary.sparsity == pytest.approx(0.5, abs=0.01) and summary.extra_params == 0
 
 
 def test_bad_target():

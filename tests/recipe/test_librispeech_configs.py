@@ -1,5 +1,5 @@
 """LibriSpeech-100h recipe: every training config (dense, SPG, UMP, NAS-CP, HJ-Pruning for
-wav2vec2-base and HuBERT-large) builds and trains one step on the real LibriSpeech sample, data
+wav2vec2-base, HuBERT-large and WavLM Base+) builds and trains one step on the real LibriSpeech sample, data
 prep and BPE included, with a tiny local upstream of the same family in place of the hub one."""
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from ..train.toy import data_args
 
 RECIPE = ROOT / "egs2" / "librispeech_100" / "asr1"
 SAMPLE = ROOT.parent / "shared" / "data" / "librispeech_sample"
-MODELS = ("wav2vec2_base", "hubert_large")
+MODELS = ("wav2vec2_base", "hubert_large", "wavlm_base_plus")
+HUB = {"wav2vec2_base": "wav2vec2", "hubert_large": "hubert_large_ll60k", "wavlm_base_plus": "wavlm_base_plus"}
 # what each run trains with: dense_<model>, dense_cont (the compression base as it is) and every
 # method's block added to that base (asr.sh stage 6, bin/compose_config.py)
 CONFIGS = sorted([f"dense_{m}" for m in MODELS] + [f"dense_cont_{m}" for m in MODELS]
@@ -47,8 +48,8 @@ def prepared(tmp_path_factory):
     return root / "dump", model, tokens
 
 
-def test_every_method_has_both_models():
-    methods = {c.rsplit("_", 2)[0] for c in CONFIGS}
+def test_every_method_has_every_model():
+    methods = {c[: -len(m) - 1] for c in CONFIGS for m in MODELS if c.endswith(m)}
     assert methods == {"dense", "dense_cont", "spg", "ump", "nascp", "hj_separate", "hj_size",
                        "hj_macs"}
     for m in methods:
@@ -60,18 +61,19 @@ def test_operating_points_and_hub_names():
     for c in CONFIGS:
         cfg = config_of(c)
         hub = cfg["frontend_conf"]["upstream"]
-        assert hub == ("wav2vec2" if c.endswith("wav2vec2_base") else "hubert_large_ll60k"), c
+        model = next(m for m in MODELS if c.endswith(m))
+        assert hub == HUB[model], c
         if cfg.get("pruner"):
-            want = 0.65 if "wav2vec2" in c else 0.6  # the SPG paper's operating points
+            want = 0.6 if model == "hubert_large" else 0.65  # the SPG paper's operating points
             assert cfg["pruner_conf"]["target_sparsity"] == want, c
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_config_trains_one_step(config, prepared, tiny_ckpt, tiny_hubert_ckpt, tmp_path):
+def test_config_trains_one_step(config, prepared, tiny_ckpt, tiny_hubert_ckpt, tiny_wavlm_ckpt, tmp_path):
     from espnet_pinch.tasks.asr import PinchASRTask
 
     dump, bpe, tokens = prepared
-    ckpt = tiny_hubert_ckpt if "hubert" in config else tiny_ckpt
+    ckpt = tiny_wavlm_ckpt if "wavlm" in config else tiny_hubert_ckpt if "hubert" in config else tiny_ckpt
     out = tmp_path / "exp"
     conf = tmp_path / "train_config.yaml"
     conf.write_text(yaml.safe_dump(config_of(config)))

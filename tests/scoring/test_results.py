@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_pinch.pruning.layers import SSL_STATE_PREFIX
 from espnet_pinch.scoring.results import (
     espnet_training_seconds, main, markdown, param_counts, trace_summary,
 )
 
-FC1 = SSL_STATE_PREFIX + "encoder.layers.0.fc1.weight"
+FC1 = "frontend.upstream.upstream.model.encoder.layers.0.fc1.weight"
 LOG_LINE = ("[vm] 2026 (trainer:394) INFO: {e}epoch results: [train] iter_time=0.03, loss=1.0, "
             "time={t}, total_count=140, [valid] loss_ctc=70.5, cer_ctc=1.000, time={v}, total_count=4")
 
@@ -168,6 +167,16 @@ def test_meta_sums_train_logs_and_keeps_macs_and_dense_counts(tmp_path):
     assert (meta["params_prunable_dense"], meta["params_total_dense"], meta["arch"]) == (20, 36, arch)
     assert "finetune" not in meta
     assert meta["layer_spread"] == {"transformer": 0.25, "cnn": 0.0}  # post_extract_proj: neither
+    # The parts are what finalize wrote (the family adapter's), when pruning.json has them.
+    p = json.loads((exp / "pruning.json").read_text())
+    p["layer_parts"] = {"encoder.layers.0.fc1": "cnn", "encoder.layers.1.fc2": "transformer",
+                        "feature_extractor.conv_layers.0.0": "cnn", "post_extract_proj": None}
+    (exp / "pruning.json").write_text(json.dumps(p))
+    assert main(["meta", "--exp", str(exp), "--method", "nascp", "--target_sparsity", "0.5",
+                 "--train_log", str(exp / "train.log"), "--model", "final/model.pth",
+                 "--pruning", str(exp / "pruning.json")]) == 0
+    meta = json.loads((exp / "meta.json").read_text())
+    assert meta["layer_spread"] == {"transformer": 0.0, "cnn": 0.25} and "layer_parts" not in meta
 
 
 def test_meta_without_optional_inputs(tmp_path):

@@ -118,13 +118,14 @@ def _converted(tmp_path: pathlib.Path, arch: str) -> pathlib.Path:
     """
     from omegaconf import OmegaConf
 
-    from espnet_pinch.upstream.build import _config_classes, build_model
+    from espnet_pinch.adapters import adapter
+    from espnet_pinch.upstream.build import build_model
 
     size = load_size_config(TINY)
     if arch == "hubert":
         size = {**size, "arch": "hubert", "model_cfg": {**size["model_cfg"], "label_rate": 50},
                 "task_cfg": {"label_rate": 50}}
-    model_cls, task_cls = _config_classes(arch)
+    model_cls, task_cls = adapter(arch).config_classes()
     trained = OmegaConf.create({
         "model": OmegaConf.merge(OmegaConf.structured(model_cls), size["model_cfg"]),
         "task": OmegaConf.merge(OmegaConf.structured(task_cls), size["task_cfg"])})
