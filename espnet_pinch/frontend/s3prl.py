@@ -24,6 +24,7 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
 from espnet_pinch.adapters import FamilyAdapter, adapter_for
+from espnet_pinch.adapters import adapter as family_adapter
 from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, read_checkpoint,
                                          s3prl_name, save_checkpoint)
 from espnet_pinch.upstream.hub import is_hub_name, local_loader
@@ -50,7 +51,7 @@ def _s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extr
         save_checkpoint(cfg, build_model(cfg).state_dict(), ckpt)
         # A hub name here (the config said `upstream: wav2vec2`) must not download: it is the
         # architecture of this local file.
-        name = local_loader(name, cfg["arch"]) if name else s3prl_name(cfg)
+        name = local_loader(name, cfg["arch"]) if name and is_hub_name(name) else s3prl_name(cfg)
         return S3PRLUpstream(name, path_or_url=ckpt, extra_conf=extra_conf)
 
 
@@ -96,6 +97,14 @@ class PinchS3prlFrontend(AbsFrontend):
                 # user's own checkpoint): load it as wav2vec2_local / hubert_local.
                 loader = local_loader(upstream, checkpoint_arch(path_or_url))
                 logging.info(f"frontend: upstream {upstream} from the local file {path_or_url} ({loader})")
+                upstream = loader
+            elif upstream.endswith("_local"):
+                # `*_local` says "a local file"; the file says which family: a recipe swaps its
+                # upstream with a size config alone (--upstream_config).
+                loader = family_adapter(checkpoint_arch(path_or_url)).s3prl_local
+                if loader != upstream:
+                    logging.info(f"frontend: {path_or_url} holds a {loader[:-6]} model: loaded with "
+                                 f"{loader} (the config said {upstream})")
                 upstream = loader
             else:
                 check_checkpoint(path_or_url)

@@ -93,3 +93,16 @@ def test_bad_conf_errors(tiny_ckpt, tmp_path):
         PinchS3prlFrontend("wav2vec2_local", path_or_url=str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="16000"):
         PinchS3prlFrontend("wav2vec2_local", path_or_url=str(tiny_ckpt), fs=8000)
+
+
+def test_a_local_loader_name_loads_the_family_the_file_holds(tiny_wavlm_ckpt, caplog):
+    """``wav2vec2_local`` in a recipe's config with a WavLM file (``--upstream_config`` swapped):
+    the file's family decides, and the log says so."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        fe = PinchS3prlFrontend(upstream="wav2vec2_local", path_or_url=str(tiny_wavlm_ckpt))
+    assert type(fe.adapter).__name__ == "WavLMAdapter" and fe.upstream_name == "wavlm_local"
+    assert "holds a wavlm model: loaded with wavlm_local" in caplog.text
+    feats, lens = fe(torch.randn(1, 16000), torch.tensor([16000]))
+    assert feats.shape == (1, int(lens[0]), 32)

@@ -149,6 +149,29 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     assert (nas_exp / ".done").is_file() and (nas_exp / "final/pruned_arch.yaml").is_file()
 
 
+@pytest.mark.slow
+def test_a_wavlm_upstream_is_a_size_config_away(an4, tmp_path):
+    """The same recipe on a tiny WavLM (gated relative position bias), changed by
+    ``--upstream_config`` alone: dense training, then HJ-Pruning by MACs with its heads compacted,
+    decoded and scored from the compact model, which loads with no checkpoint. Slow (a second
+    smoke run, 8-23 min on 2 cores): every method on WavLM inside the ESPnet model, finalize and
+    the compact export are in the default run (tests/pruning/test_methods_on_wavlm.py)."""
+    import yaml
+
+    r = run_recipe(tmp_path, an4, "--upstream_config", "../../../conf/upstream/wavlm_tiny_test.yaml",
+                   "--methods", "hj_macs@0.4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {row["tag"]: row for row in json.loads((tmp_path / "exp/results.json").read_text())}
+    assert sorted(rows) == ["debug", "dense_cont_s0", "hj_macs_0.4_s0"]
+    final = tmp_path / "exp/asr_hj_macs_0.4_s0/final"
+    fconf = yaml.safe_load((final / "config.yaml").read_text())["frontend_conf"]
+    assert fconf["upstream_config"]["arch"] == "wavlm" and fconf["path_or_url"] is None
+    arch = fconf["pruned_arch"]
+    assert [len(k) for k in arch["kept_heads"]] == arch["attention_heads"]
+    hj = rows["hj_macs_0.4_s0"]
+    assert set(hj["wer"]) == {"dev", "test"} and hj["macs_per_second"] < rows["debug"]["macs_per_second"]
+
+
 def test_missing_corpus_fails_before_touching_outputs(tmp_path):
     r = run_recipe(tmp_path, tmp_path / "no_an4", "--stop_stage", "1")
     assert r.returncode != 0
