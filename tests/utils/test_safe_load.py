@@ -190,6 +190,7 @@ def test_s3prl_load_is_weights_only_even_when_torch_is_told_otherwise(crafted, m
     path, marker = crafted
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     monkeypatch.setattr(fe, "check_checkpoint", lambda p: None)
+    monkeypatch.setattr(fe, "checkpoint_arch", lambda p: "wav2vec2")  # its weights-only read, gone too
     with pytest.raises(pickle.UnpicklingError):
         fe.PinchS3prlFrontend("wav2vec2_local", path_or_url=str(path))
     assert not marker.exists()
