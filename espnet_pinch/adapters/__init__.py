@@ -32,8 +32,7 @@ def adapter(arch: str) -> FamilyAdapter:
 
 def adapter_for(model: torch.nn.Module) -> FamilyAdapter:
     """The adapter of an SSL model (``frontend.ssl_model``)."""
-    # Most derived first: a subclass's model is also its base family's.
-    for a in sorted(ADAPTERS.values(), key=lambda a: -len(type(a).__mro__)):
+    for a in ADAPTERS.values():  # each family's own S3PRL model class
         if a.owns_model(model):
             return a
     raise ValueError(f"no adapter for a {type(model).__name__} model; families: {sorted(ADAPTERS)}")
@@ -41,7 +40,7 @@ def adapter_for(model: torch.nn.Module) -> FamilyAdapter:
 
 def adapter_for_checkpoint(ckpt: dict) -> FamilyAdapter:
     """The adapter of a loaded S3PRL local checkpoint."""
-    for a in sorted(ADAPTERS.values(), key=lambda a: -len(type(a).__mro__)):
+    for a in ADAPTERS.values():
         if a.owns_checkpoint(ckpt):
             return a
     raise ValueError("not an S3PRL local checkpoint of a known family "

@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_pinch.adapters.wav2vec2 import TRANSFORMER_PATTERNS, Wav2Vec2Adapter
+from espnet_pinch.adapters.wav2vec2 import Wav2Vec2Adapter
 from espnet_pinch.compaction.units import UnitGroup
 
 _CONVERTED = "https://huggingface.co/s3prl/converted_ckpts/resolve/main/"
@@ -118,7 +118,6 @@ class WavLMAdapter(Wav2Vec2Adapter):
         "wavlm_base_plus": _CONVERTED + "wavlm_base_plus.pt",
         "wavlm_large": _CONVERTED + "wavlm_large.pt",
     }
-    default_patterns = ("feature_extractor.conv_layers.*", "post_extract_proj") + TRANSFORMER_PATTERNS
     arch_keys = ("conv_channels", "attention_heads", "ffn_dims", "kept_heads")
 
     # -- building ----------------------------------------------------------------------------

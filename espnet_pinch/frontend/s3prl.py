@@ -28,7 +28,7 @@ from espnet_pinch.adapters import adapter as family_adapter
 from espnet_pinch.upstream.build import (build_model, checkpoint_arch, load_size_config, read_checkpoint,
                                          s3prl_name, save_checkpoint)
 from espnet_pinch.upstream.hub import is_hub_name, local_loader
-from espnet_pinch.utils.safe_load import check_checkpoint, load_checkpoint, weights_only_loads
+from espnet_pinch.utils.safe_load import check_evaluated_fields, load_checkpoint, weights_only_loads
 
 
 def _build_s3prl_upstream(name: str, path_or_url: Optional[str], upstream_config, extra_conf):
@@ -106,8 +106,11 @@ class PinchS3prlFrontend(AbsFrontend):
                     logging.info(f"frontend: {path_or_url} holds a {loader[:-6]} model: loaded with "
                                  f"{loader} (the config said {upstream})")
                 upstream = loader
-            else:
-                check_checkpoint(path_or_url)
+            else:  # another S3PRL family: weights-only, and no code in what S3PRL will eval()
+                ckpt = load_checkpoint(path_or_url, mmap=True)
+                for key in ("model_cfg", "cfg"):
+                    if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
+                        check_evaluated_fields(ckpt[key], str(path_or_url))
         self.upstream_name = upstream
         self.path_or_url = path_or_url
         self.upstream_config = upstream_config

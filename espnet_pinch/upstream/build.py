@@ -22,7 +22,7 @@ import yaml
 
 from espnet_pinch.adapters import ADAPTERS, adapter, adapter_for_checkpoint
 from espnet_pinch.utils.atomic import atomic_file
-from espnet_pinch.utils.safe_load import load_checkpoint
+from espnet_pinch.utils.safe_load import check_evaluated_fields, load_checkpoint
 
 
 def load_size_config(path_or_dict: str | Path | dict) -> dict:
@@ -43,6 +43,7 @@ def load_size_config(path_or_dict: str | Path | dict) -> dict:
     cfg.setdefault("model_cfg", {})
     cfg.setdefault("task_cfg", {})
     _check_fields(cfg, where)
+    check_evaluated_fields(cfg["model_cfg"], where)
     return cfg
 
 
@@ -86,6 +87,7 @@ def read_checkpoint(path_or_ckpt: str | Path | dict) -> tuple[dict, dict]:
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     model_cfg, task_cfg, weights = family.read_checkpoint(ckpt)
+    check_evaluated_fields(model_cfg, str(where))
     return {"arch": family.arch, "model_cfg": model_cfg, "task_cfg": task_cfg}, weights
 
 

@@ -24,6 +24,7 @@ reconstructor, the float64 dtype and ``timedelta`` (:data:`RESUME_GLOBALS`).
 """
 from __future__ import annotations
 
+import ast
 import pickle
 import re
 from contextlib import contextmanager
@@ -101,3 +102,28 @@ def weights_only_loads(allow: list | tuple = ()) -> Iterator[None]:
             yield
     finally:
         torch.load = full
+
+
+# Config strings that S3PRL passes to Python's eval() when it builds a model (wav2vec2 / HuBERT /
+# WavLM ``conv_feature_layers``, wav2vec2's ``xformers_att_config``): a checkpoint's config could
+# run code that way, so they must be plain arithmetic on literals.
+EVALUATED_FIELDS = ("conv_feature_layers", "xformers_att_config")
+_LITERAL_NODES = (ast.Expression, ast.List, ast.Tuple, ast.Dict, ast.Constant, ast.BinOp,
+                  ast.UnaryOp, ast.Add, ast.Mult, ast.USub, ast.Load)
+
+
+def check_evaluated_fields(model_cfg: dict, where: str) -> None:
+    """Refuse a model config whose eval()'d strings are anything but literals combined with
+    ``+``, ``*`` and unary ``-`` (e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``)."""
+    for key in EVALUATED_FIELDS:
+        text = model_cfg.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            tree = ast.parse(text, mode="eval")
+        except SyntaxError as e:
+            raise ValueError(f"{where}: model_cfg.{key} is not an expression: {text!r}") from e
+        bad = [type(n).__name__ for n in ast.walk(tree) if not isinstance(n, _LITERAL_NODES)]
+        if bad:
+            raise ValueError(f"{where}: model_cfg.{key} = {text!r} uses {bad[0]}; S3PRL would eval() "
+                             "it, so only literals with + and * are accepted")

@@ -189,8 +189,31 @@ def test_s3prl_load_is_weights_only_even_when_torch_is_told_otherwise(crafted, m
 
     path, marker = crafted
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    monkeypatch.setattr(fe, "check_checkpoint", lambda p: None)
-    monkeypatch.setattr(fe, "checkpoint_arch", lambda p: "wav2vec2")  # its weights-only read, gone too
+    monkeypatch.setattr(fe, "checkpoint_arch", lambda p: "wav2vec2")  # the weights-only pre-read, gone
     with pytest.raises(pickle.UnpicklingError):
         fe.PinchS3prlFrontend("wav2vec2_local", path_or_url=str(path))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("upstream", ["wav2vec2_local", "wav2vec2", "wav2vec2_custom"])
+def test_code_in_a_config_string_s3prl_evals_is_refused(upstream, tmp_path):
+    """S3PRL eval()s ``conv_feature_layers`` when it builds the model: a checkpoint (or size
+    config) with code there is refused before S3PRL sees it, naming the file and the key."""
+    import espnet_pinch.frontend.s3prl as fe
+    from espnet_pinch.upstream.build import build_model, checkpoint_dict, load_size_config
+
+    marker = tmp_path / "ran"
+    size = load_size_config(TINY)
+    evil = f"__import__('pathlib').Path({str(marker)!r}).touch() or [(16, 10, 5)]"
+    ckpt = checkpoint_dict(size, build_model(size).state_dict())
+    ckpt["model_cfg"]["conv_feature_layers"] = evil
+    path = tmp_path / "evil.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"evil.pt: model_cfg.conv_feature_layers .* uses \w+; S3PRL would eval"):
+        fe.PinchS3prlFrontend(upstream, path_or_url=str(path))
+    with pytest.raises(ValueError, match="conv_feature_layers"):
+        load_size_config({**size, "model_cfg": {**size["model_cfg"], "conv_feature_layers": evil}})
+    assert not marker.exists()
+    # the recipes' own arithmetic on literals stays accepted
+    ok = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+    assert load_size_config({**size, "model_cfg": {**size["model_cfg"], "conv_feature_layers": ok}})
