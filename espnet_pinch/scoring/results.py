@@ -18,7 +18,9 @@ import argparse
 import json
 import logging
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -190,28 +192,28 @@ def reference_method(rows: list[dict]) -> str:
     return REFERENCE if any(r["method"] == REFERENCE for r in rows) else "dense"
 
 
-def significance_vs_reference(rows: list[dict], exps: list[Path], test_sets: list[str]) -> None:
+def significance_vs_reference(rows: list[dict], utts: list[dict], test_sets: list[str]) -> None:
     """Sets ``row["reference"]`` (the tag compared with: the reference run of the same seed) and
     ``row["significance"][set]``: paired bootstrap of the row's WER against it (None for the
     reference runs, for the starting dense model when dense_cont is the reference, and without
-    per_utt.json files)."""
+    per-utterance errors). ``utts[i]``: row i's per-utterance errors, {set: per_utt.json or None}."""
     ref = reference_method(rows)
-    by_seed = {_run_key(r): e for r, e in zip(rows, exps) if r["method"] == ref}
-    for row, exp in zip(rows, exps):
+    by_seed = {_run_key(r): (r["tag"], u) for r, u in zip(rows, utts) if r["method"] == ref}
+    for row, own in zip(rows, utts):
         row["significance"] = {}
         dense = None
         if row["method"] not in (ref, "dense") and by_seed:
             dense = by_seed.get(_run_key(row), next(iter(by_seed.values())))
-        row["reference"] = None if dense is None else dense.name.removeprefix("asr_")
+        row["reference"] = None if dense is None else dense[0]
         for s in test_sets:
-            a = _per_utt(dense, s) if dense is not None else None
-            b = _per_utt(exp, s) if a is not None else None
+            a = dense[1].get(s) if dense is not None else None
+            b = own.get(s) if a is not None else None
             sig = None
             if b is not None:
                 try:
                     sig = paired_bootstrap(a, b, n_boot=N_BOOT)
                 except ValueError as e:
-                    logging.warning("%s vs %s on %s: %s", exp, dense, s, e)
+                    logging.warning("%s vs %s on %s: %s", row["tag"], dense[0], s, e)
             row["significance"][s] = sig
 
 
@@ -245,7 +247,7 @@ def _mean(values: list) -> float | None:
     return round(sum(v) / len(v), 4) if v else None
 
 
-def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> list[dict]:
+def seed_groups(rows: list[dict], utts: list[dict], test_sets: list[str]) -> list[dict]:
     """One entry per method x target (the reference included): its seeds, WER mean and std over
     seeds, and the significance against the reference over all seeds.
 
@@ -257,9 +259,9 @@ def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> lis
     separately as the std.
     """
     ref = reference_method(rows)
-    ref_by_seed = {_run_key(r): e for r, e in zip(rows, exps) if r["method"] == ref}
+    ref_by_seed = {_run_key(r): u for r, u in zip(rows, utts) if r["method"] == ref}
     groups: dict = {}
-    for row, exp in zip(rows, exps):
+    for row, exp in zip(rows, utts):
         if row["method"] != "dense" or ref == "dense":
             key = (row["method"], row.get("target_sparsity") or 0.0, _budget(row))
             groups.setdefault(key, []).append((row, exp))
@@ -280,13 +282,13 @@ def seed_groups(rows: list[dict], exps: list[Path], test_sets: list[str]) -> lis
                 mean = sum(w) / len(w)
                 std = (sum((x - mean) ** 2 for x in w) / (len(w) - 1)) ** 0.5 if len(w) > 1 else 0.0
                 g["wer_mean"][s], g["wer_std"][s] = round(mean, 2), round(std, 2)
-            own = pooled([_per_utt(e, s) for _, e in members])
+            own = pooled([u.get(s) for _, u in members])
             g["wer_ci95"][s] = bootstrap_wer_ci(own, n_boot=N_BOOT) if own else None
             sig = None
             if method != ref and method != "dense":
                 paired = [(e, ref_by_seed[_run_key(r)]) for r, e in members if _run_key(r) in ref_by_seed]
-                a = pooled([_per_utt(re, s) for _, re in paired])
-                b = pooled([_per_utt(e, s) for e, _ in paired])
+                a = pooled([ru.get(s) for _, ru in paired])
+                b = pooled([u.get(s) for u, _ in paired])
                 if a is not None and b is not None:
                     try:
                         sig = {**paired_bootstrap(a, b, n_boot=N_BOOT), "seeds": len(paired)}
@@ -373,10 +375,60 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+RECORDS = "records"  # <exp_dir>/records/<tag>.json: one finished run each, kept in git
+
+
+def write_record(exp_dir: Path, row: dict, utts: dict) -> None:
+    """``<exp_dir>/records/<tag>.json``: what the report needs of one finished run (its row before
+    the comparison, and its per-utterance errors per set), so that a later report still has the
+    run when its experiment directory (models, logs: too large for git) is gone, e.g. on another
+    machine or in another session. A recipe commits its records; a re-run of the tag rewrites it."""
+    rec = {"row": row, "per_utt": utts,
+           "recorded": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}}
+    write_json(exp_dir / RECORDS / f"{row['tag']}.json", rec)
+
+
+def _commit() -> str | None:
+    """The espnet_pinch checkout's git commit (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def read_records(exp_dir: Path, skip: set[str]) -> list[tuple[dict, dict]]:
+    """(row, per-utterance errors) of every record whose run is not in ``skip`` (the tags present
+    in the experiment directory, which win); SystemExit naming a record that is not valid."""
+    out = []
+    for f in sorted((exp_dir / RECORDS).glob("*.json")):
+        try:
+            rec = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"results: {f}: not valid JSON (line {e.lineno}, column {e.colno}: "
+                             f"{e.msg}); restore it from git or remove it") from None
+        if not (isinstance(rec, dict) and isinstance(rec.get("row"), dict)
+                and isinstance(rec.get("per_utt"), dict)):
+            raise SystemExit(f"results: {f}: a record needs the objects 'row' and 'per_utt'")
+        row = rec["row"]
+        for key, kind in META_FIELDS.items():
+            if not isinstance(row.get(key), kind):
+                raise SystemExit(f"results: {f}: row field {key!r} missing or not a {kind.__name__}")
+        if row["tag"] in skip:
+            continue
+        row["recorded"] = rec.get("recorded") or {}
+        out.append((row, rec["per_utt"]))
+    return out
+
+
 def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict], list[dict]]:
     """(rows, seed groups): one row per model, meta.json plus parameter counts, scores, speed and
-    significance, dense first, then by method and target sparsity; and ``seed_groups``."""
-    rows, exps = [], []
+    significance, dense first, then by method and target sparsity; and ``seed_groups``. Every
+    finished run present writes its record (``write_record``); the records of runs not present
+    add their rows (marked by ``row["recorded"]``)."""
+    exp_dir = Path(exp_dir)
+    rows, utts = [], []
     metas = [(p.parent, read_meta(p)) for p in sorted(Path(exp_dir).glob("asr_*/meta.json"))]
     # Dense models have no pruning.json: their prunable weights are those a pruned model of the
     # same experiments lists (the same layer names).
@@ -413,13 +465,22 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict],
             if rtfs else None
         )
         row["decode_seconds"] = round(sum(r["decode_seconds"] for r in rtfs), 2) if rtfs else None
+        own = {s: _per_utt(exp, s) for s in test_sets}
+        write_record(exp_dir, row, own)
         rows.append(row)
-        exps.append(exp)
-    significance_vs_reference(rows, exps, test_sets)
+        utts.append(own)
+    recorded = read_records(exp_dir, skip={r["tag"] for r in rows})
+    if recorded:
+        logging.info("results: %d run(s) from %s (their experiment directories are not here): %s",
+                     len(recorded), exp_dir / RECORDS, " ".join(r["tag"] for r, _ in recorded))
+    for row, own in recorded:
+        rows.append(row)
+        utts.append({s: own.get(s) for s in test_sets})
+    significance_vs_reference(rows, utts, test_sets)
     speedups_vs_dense(rows)
     order = sorted(range(len(rows)), key=lambda i: _order(rows[i]))
-    rows, exps = [rows[i] for i in order], [exps[i] for i in order]
-    return rows, seed_groups(rows, exps, test_sets)
+    rows, utts = [rows[i] for i in order], [utts[i] for i in order]
+    return rows, seed_groups(rows, utts, test_sets)
 
 
 def speedups_vs_dense(rows: list[dict]) -> None:
@@ -494,7 +555,8 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
     for r in rows:
         sig = r.get("significance") or {}
         snapped = (r.get("trained_off_target") or 0.0) > TRAINED_TOLERANCE
-        cells = [r["tag"], r["method"], _fmt(r.get("target_sparsity"), "{:.2f}"),
+        cells = [r["tag"] + (" †" if r.get("recorded") is not None else ""), r["method"],
+                 _fmt(r.get("target_sparsity"), "{:.2f}"),
                  _fmt(r.get("trained_achieved"), "{:.3f}") + (" **(snap)**" if snapped else ""),
                  _fmt(r.get("snap_changed_units"), "{:.1%}"),
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
@@ -512,6 +574,14 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
                   "-" if r.get("speedup_ideal") is None
                   else f"{_fmt(r.get('speedup_measured'), '{:.2f}')} / {r['speedup_ideal']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    recorded = [r for r in rows if r.get("recorded") is not None]
+    if recorded:
+        lines += ["", f"† from its run record (`exp/{RECORDS}/<tag>.json`, written when the run "
+                  "finished; its experiment directory was not there when this table was written): "
+                  + "; ".join(f"{r['tag']} ({r['recorded'].get('date', '?')}, commit "
+                              f"{r['recorded'].get('commit') or '?'})" for r in recorded)
+                  + ". Times (train s, compress s, decode RTF, speedups) come from the machine "
+                  "that ran it."]
     lines += ["", f"p vs {ref}: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
               f"the model's WER and {ref}'s on the same utterances: "
               f"{N_BOOT} resamples of the utterances with replacement, two-sided p-value of "

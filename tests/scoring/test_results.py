@@ -370,3 +370,49 @@ def test_garbage_meta_json_names_the_file_and_the_line_or_field(tmp_path, text, 
     with pytest.raises(SystemExit, match=f"results: {meta}: {re.escape(want)}"):
         main(["report", "--exp_dir", str(tmp_path), "--markdown", str(tmp_path / "R.md"),
               "--json", str(tmp_path / "r.json")])
+
+
+def test_runs_whose_directories_are_gone_come_back_from_their_records(tmp_path):
+    import shutil
+
+    rng = np.random.default_rng(4)
+    words = rng.integers(1, 8, 130)
+    exp_dir = tmp_path / "exp"
+    for seed in (0, 1):
+        cont = rng.binomial(words, 0.2)
+        _fake_exp(exp_dir, f"dense_cont_s{seed}", "dense_cont", 0.0, cont, words, seed=seed)
+        worse = cont + (np.arange(130) % 4 == 0)
+        _fake_exp(exp_dir, f"spg_0.8_s{seed}", "spg", 0.8, worse, words, zero_rows=3, seed=seed)
+    md, js = tmp_path / "RESULTS.md", exp_dir / "results.json"
+    args = ["report", "--exp_dir", str(exp_dir), "--test_sets", "test", "--markdown", str(md),
+            "--json", str(js)]
+    assert main(args) == 0
+    before = json.loads(js.read_text())
+    summary_before = json.loads((exp_dir / "results_summary.json").read_text())["groups"]
+    assert sorted(p.name for p in (exp_dir / "records").iterdir()) == [
+        "dense_cont_s0.json", "dense_cont_s1.json", "spg_0.8_s0.json", "spg_0.8_s1.json"]
+
+    for tag in ("dense_cont_s1", "spg_0.8_s0"):  # another machine: models and logs are gone
+        shutil.rmtree(exp_dir / f"asr_{tag}")
+    assert main(args) == 0
+    after = json.loads(js.read_text())
+    assert [r["tag"] for r in after] == [r["tag"] for r in before]
+    for a, b in zip(after, before):  # the same numbers, the same paired tests
+        assert a["wer"] == b["wer"] and a["significance"] == b["significance"]
+        assert a["params_nonzero"] == b["params_nonzero"] and a["reference"] == b["reference"]
+    groups = json.loads((exp_dir / "results_summary.json").read_text())["groups"]
+    assert [g["significance"] for g in groups] == [g["significance"] for g in summary_before]
+    assert {r["tag"] for r in after if "recorded" in r} == {"dense_cont_s1", "spg_0.8_s0"}
+    text = md.read_text()
+    assert "| spg_0.8_s0 † | spg |" in text and "| spg_0.8_s1 | spg |" in text
+    assert "† from its run record" in text
+
+    # a run present again replaces its record; a broken record names itself
+    _fake_exp(exp_dir, "spg_0.8_s0", "spg", 0.8, rng.binomial(words, 0.2), words, seed=0)
+    assert main(args) == 0
+    rerun = {r["tag"]: r for r in json.loads(js.read_text())}["spg_0.8_s0"]
+    assert "recorded" not in rerun and rerun["wer"] != before[2]["wer"]
+    bad = exp_dir / "records" / "dense_cont_s1.json"
+    bad.write_text('{"row": {"tag": "dense_cont_s1"}, "per_utt": {}}')
+    with pytest.raises(SystemExit, match=f"{bad}: row field 'method' missing"):
+        main(args)

@@ -21,7 +21,9 @@
 #   7 decode           ESPnet inference on each test set -> exp/asr_<tag>/decode_<set>/
 #   8 score            jiwer WER/CER + per-utterance alignments -> decode_<set>/score.json;
 #                      a recipe's local/score.sh adds task scores (SLU: intent accuracy, SLU-F1)
-#   9 results          RESULTS.md and exp/results.json over every trained model
+#   9 results          RESULTS.md and exp/results.json over every trained model; exp/records/<tag>.json
+#                      per finished run (row + per-utterance errors, committed), read back for runs
+#                      whose exp/asr_<tag>/ is gone (another machine or session)
 # Stages 6-8 run for the dense model, dense_cont and every method x target sparsity: the comparison
 # of methods (RESULTS.md, results.json, wer_vs_sparsity.png) is stage 9. The protocol: dense_cont
 # and every method get the same optimizer steps on one lr schedule (scheduler: budgetlr), the same
