@@ -95,6 +95,19 @@ class FamilyAdapter:
         """Time masking during training, as in fine-tuning (S3PRL's experts never ask for it)."""
         raise NotImplementedError
 
+    def normalizes_wav(self, expert: torch.nn.Module) -> bool:
+        """Whether S3PRL's expert (``upstream.upstream`` of S3PRLUpstream) standardises each
+        waveform before the model (each family keeps the flag in another place)."""
+        raise NotImplementedError
+
+    def hidden_states(self, model: torch.nn.Module, wav: torch.Tensor) -> list:
+        """The hidden states S3PRL's expert hands the featurizer for ONE unpadded utterance
+        (``wav``: (1, samples), already normalised if the task says so), written with tensor
+        operations only, so that ONNX export (``espnet_pinch.export``) keeps the time axis
+        dynamic; S3PRL's own forward computes sizes in Python. Equal to the expert's within float
+        rounding (``tests/adapters/test_families.py``)."""
+        raise NotImplementedError
+
     # -- layers ------------------------------------------------------------------------------
     def prunable_layers(self, model: torch.nn.Module) -> "OrderedDict[str, torch.nn.Module]":
         """Every Linear / Conv1d the forward pass runs, keyed by its name inside ``model``."""

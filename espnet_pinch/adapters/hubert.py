@@ -37,6 +37,9 @@ class HubertAdapter(Wav2Vec2Adapter):
     def owns_checkpoint(self, ckpt: dict) -> bool:
         return "model_cfg" in ckpt and "dictionaries_symbols" in ckpt
 
+    def normalizes_wav(self, expert: torch.nn.Module) -> bool:
+        return bool(expert.task_cfg.normalize)
+
     def owns_model(self, model: torch.nn.Module) -> bool:
         from s3prl.upstream.hubert.hubert_model import HubertModel
 

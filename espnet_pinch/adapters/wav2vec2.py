@@ -157,8 +157,45 @@ class Wav2Vec2Adapter(FamilyAdapter):
         return isinstance(model, Wav2Vec2Model)
 
     # -- forward -----------------------------------------------------------------------------
+    def normalizes_wav(self, expert: torch.nn.Module) -> bool:
+        """Whether S3PRL's expert standardises each waveform (the task config's ``normalize``)."""
+        return bool(expert.wav_normalize)
+
     def enable_training_mask(self, model: torch.nn.Module) -> None:
         with_training_mask(model)
+
+    def hidden_states(self, model: torch.nn.Module, wav: torch.Tensor) -> list:
+        """S3PRL's expert hooks the input of every Transformer layer and the encoder's output.
+        One unpadded utterance needs no padding mask, and the encoder's padding to
+        ``required_seq_len_multiple`` only adds masked frames that no real frame attends to, so
+        both are left out (S3PRL computes them with Python arithmetic on sizes)."""
+        if getattr(model, "crop_seq_to_multiple", 1) != 1:
+            raise ValueError(f"{type(model).__name__}: crop_seq_to_multiple="
+                             f"{model.crop_seq_to_multiple} is not supported by the export forward")
+        x = self._features(model, wav)
+        enc = model.encoder
+        x = x + enc.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+        if not enc.layer_norm_first:
+            x = enc.layer_norm(x)
+        x = x.transpose(0, 1)  # (T, B, C)
+        hs, state = [], {}
+        for layer in enc.layers:
+            hs.append(x.transpose(0, 1))
+            x = self._layer(layer, x, state)
+        x = x.transpose(0, 1)
+        hs.append(enc.layer_norm(x) if enc.layer_norm_first else x)
+        return hs
+
+    @staticmethod
+    def _features(model: torch.nn.Module, wav: torch.Tensor) -> torch.Tensor:
+        """(1, samples) -> (1, frames, encoder dim): conv extractor, layer norm, projection."""
+        x = model.layer_norm(model.feature_extractor(wav).transpose(1, 2))
+        return x if model.post_extract_proj is None else model.post_extract_proj(x)
+
+    @staticmethod
+    def _layer(layer: torch.nn.Module, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """One Transformer layer of ``hidden_states`` (``state``: what layers pass on, if any)."""
+        return layer(x, self_attn_padding_mask=None, need_weights=False)[0]
 
     # -- units -------------------------------------------------------------------------------
     @staticmethod

@@ -154,6 +154,17 @@ class WavLMAdapter(Wav2Vec2Adapter):
 
         return isinstance(model, WavLM)
 
+    # -- forward -----------------------------------------------------------------------------
+    def normalizes_wav(self, expert: torch.nn.Module) -> bool:
+        return bool(expert.cfg.normalize)
+
+    @staticmethod
+    def _layer(layer: torch.nn.Module, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """WavLM's layers pass the relative position bias on (computed by the first layer)."""
+        x, _, state["pos_bias"] = layer(x, self_attn_padding_mask=None, need_weights=False,
+                                        pos_bias=state.get("pos_bias"))
+        return x
+
     # -- units -------------------------------------------------------------------------------
     @staticmethod
     def _resize_heads(layer: torch.nn.Module, keep: torch.Tensor) -> None:

@@ -465,6 +465,9 @@ def collect_rows(exp_dir: str | Path, test_sets: list[str]) -> tuple[list[dict],
             if rtfs else None
         )
         row["decode_seconds"] = round(sum(r["decode_seconds"] for r in rtfs), 2) if rtfs else None
+        onnx = exp / "export" / "onnx.json"  # stage 10: ONNX Runtime's sizes, WERs and speed
+        if onnx.is_file():
+            row["onnx"] = {k: v for k, v in json.loads(onnx.read_text()).items() if k in ("fp32", "int8")}
         own = {s: _per_utt(exp, s) for s in test_sets}
         write_record(exp_dir, row, own)
         rows.append(row)
@@ -593,6 +596,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         bf = budget_frontier(groups, test_sets[-1])
         if bf:
             lines += _budget_section(bf, test_sets[-1])
+    lines += _onnx_section(rows, test_sets)
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
     if pruned:
         lines += ["", "## Per-layer sparsity", "",
@@ -617,6 +621,37 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         for title, name in figures.items():
             lines += ["", f"![{title}]({name})"]
     return "\n".join(lines) + "\n"
+
+
+def _onnx_section(rows: list[dict], test_sets: list[str]) -> list[str]:
+    """The table of stage 10: each exported model's ONNX sizes, ONNX Runtime's WER (fp32 and
+    int8) next to PyTorch's, the largest log-probability difference, and the speeds."""
+    rows = [r for r in rows if r.get("onnx")]
+    if not rows:
+        return []
+    s = test_sets[-1]
+    lines = ["", "## ONNX Runtime (stage 10)", "",
+             f"Every model exported by stage 10 (`exp/asr_<tag>/export/`: `model.onnx`, `model.int8.onnx`, "
+             f"`tokens.txt`, `transcribe.py`) and decoded by the shipped entry point (`transcribe.py`: ONNX "
+             f"Runtime and numpy, greedy CTC, 2 threads) on {s}. max |Δ log-prob| = the largest difference of "
+             "any CTC log-probability on any utterance of the set between ONNX Runtime fp32 and PyTorch's "
+             "decode path; RTF = run seconds / audio seconds, model loading excluded (the PyTorch decode "
+             "RTF of the main table includes loading); int8 = ONNX Runtime's dynamic quantization of the "
+             "MatMul/Gemm weights (convolutions stay fp32).", "",
+             f"| tag | MB fp32 | MB int8 | WER {s} PyTorch | WER {s} ORT fp32 | WER {s} ORT int8 | "
+             f"max abs Δ log-prob | RTF ORT fp32 | RTF ORT int8 | int8 speedup |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o = r["onnx"]
+        f32, i8 = o.get("fp32") or {}, o.get("int8") or {}
+        rtf32, rtf8 = (f32.get("rtf") or {}).get(s), (i8.get("rtf") or {}).get(s)
+        lines.append("| " + " | ".join([
+            r["tag"], _fmt(f32.get("bytes") and f32["bytes"] / 1e6, "{:.2f}"),
+            _fmt(i8.get("bytes") and i8["bytes"] / 1e6, "{:.2f}"), _fmt(r["wer"].get(s), "{:.2f}"),
+            _fmt((f32.get("wer") or {}).get(s), "{:.2f}"), _fmt((i8.get("wer") or {}).get(s), "{:.2f}"),
+            _fmt((f32.get("max_abs_diff_vs_torch") or {}).get(s), "{:.1e}"), _fmt(rtf32, "{:.4f}"),
+            _fmt(rtf8, "{:.4f}"), _fmt(rtf32 / rtf8 if rtf32 and rtf8 else None, "{:.2f}x")]) + " |")
+    return lines
 
 
 def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, front_set: str) -> list[str]:

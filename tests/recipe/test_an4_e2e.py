@@ -33,7 +33,7 @@ def run_recipe(tmp: Path, an4: Path, *args: str) -> subprocess.CompletedProcess:
 def test_every_stage_on_an4_slice(an4, tmp_path):
     r = run_recipe(tmp_path, an4)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for n in range(1, 10):
+    for n in range(1, 11):
         assert f"Stage {n}:" in r.stdout, f"stage {n} did not log"
     assert "(progress) exp/asr_spg_0.5_s0: epoch 1/" in r.stdout  # stage 6's console progress
     assert "(log: " + str(tmp_path / "exp/asr_spg_0.5_s0/train.log") + ")" in r.stdout
@@ -127,10 +127,24 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
     ump = by["ump_0.5_s0"]
     assert max(ump["per_layer_sparsity"].values()) - min(ump["per_layer_sparsity"].values()) < 0.01
 
+    # Stage 10: every model exported; ONNX Runtime gives PyTorch's log-probabilities and WER
+    for r in rows:
+        export = exp / f"asr_{r['tag']}/export"
+        for f in ("model.onnx", "model.int8.onnx", "tokens.txt", "transcribe.py", "README"):
+            assert (export / f).is_file(), (r["tag"], f)
+        onnx = r["onnx"]
+        for s in ("dev", "test"):
+            assert onnx["fp32"]["max_abs_diff_vs_torch"][s] <= 1e-4, (r["tag"], s)
+            assert onnx["fp32"]["wer"][s] == r["wer"][s], (r["tag"], s)
+        assert onnx["int8"]["bytes"] < onnx["fp32"]["bytes"]
+    assert "## ONNX Runtime (stage 10)" in md
+    # every run's record, for a table on another machine
+    assert sorted(p.stem for p in (exp / "records").iterdir()) == sorted(tags)
+
     # Re-running is safe: every stage is skipped by its marker, results are rewritten.
     r2 = run_recipe(tmp_path, an4)
     assert r2.returncode == 0, r2.stderr[-2000:]
-    assert r2.stdout.count("already done") == 5 + 3 * 6  # stages 1-5, stages 6-8 per model
+    assert r2.stdout.count("already done") == 5 + 4 * 6  # stages 1-5, stages 6-8 and 10 per model
     assert json.loads((tmp_path / "exp/results.json").read_text()) == rows
 
     # Stage 6 in steps: a NAS-CP run whose finalize is lost redoes finalize and fine-tuning only

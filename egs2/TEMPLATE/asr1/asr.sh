@@ -24,6 +24,10 @@
 #   9 results          RESULTS.md and exp/results.json over every trained model; exp/records/<tag>.json
 #                      per finished run (row + per-utterance errors, committed), read back for runs
 #                      whose exp/asr_<tag>/ is gone (another machine or session)
+#  10 export          ONNX (upstream + encoder + CTC head, dynamic time axis) of every model ->
+#                      exp/asr_<tag>/export/{model.onnx,model.int8.onnx,tokens.txt,transcribe.py,README};
+#                      ONNX Runtime transcribes and scores the test sets -> export/onnx.json;
+#                      RESULTS.md rewritten with them
 # Stages 6-8 run for the dense model, dense_cont and every method x target sparsity: the comparison
 # of methods (RESULTS.md, results.json, wer_vs_sparsity.png) is stage 9. The protocol: dense_cont
 # and every method get the same optimizer steps on one lr schedule (scheduler: budgetlr), the same
@@ -32,7 +36,7 @@ set -euo pipefail
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 
 stage=1                 # first stage to run
-stop_stage=9            # last stage to run
+stop_stage=10           # last stage to run
 ngpu=0                  # GPUs for training (ESPnet's --ngpu; >1: DistributedDataParallel, one
                         # process per GPU; decoding uses at most 1)
 nthreads=2              # torch/OpenMP threads per process (set deliberately: spin-waits otherwise)
@@ -77,6 +81,7 @@ select=last             # checkpoint that dense_cont and every method are decode
 dense_model=            # bundled dense model dir; stage 6 imports it instead of training
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
 inference_config=conf/decode.yaml  # decoding options (search: greedy or beam, espnet_pinch/bin/decode.py)
+export_int8=true        # stage 10 also writes model.int8.onnx (dynamic int8 quantization) and scores it
 inference_model=valid.cer_ctc.best.pth  # checkpoint of the dense starting model (best dev CER)
 seeds=0                 # training seeds: dense_cont and every method x target run once per seed
                         # (tags end in _s<seed>; RESULTS.md: mean and std over seeds, significance
@@ -461,11 +466,34 @@ for e in "${exps[@]}"; do
   fi
 done
 
-if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"
+report() {
   $python -m espnet_pinch.scoring.results report --exp_dir "$exp_dir" --test_sets "$test_sets" \
     --markdown "$results_md" --json "$exp_dir/results.json" --select "$select" \
-    --min_target_share "$min_target_share" \
-    || { log "Stage 9 failed: the error above"; exit 1; }
+    --min_target_share "$min_target_share"
+}
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  log "Stage 9: results over $exp_dir/asr_*/ -> $results_md, $exp_dir/results.json"
+  report || { log "Stage 9 failed: the error above"; exit 1; }
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
+  for e in "${exps[@]}"; do
+    read -r tag method _ <<< "$e"
+    asr_exp=$exp_dir/asr_$tag
+    [ -f "$asr_exp/.score.done" ] || { log "Stage 10: $tag not decoded yet (stages 6-8): not exported"; continue; }
+    run_stage 10 "$asr_exp/.export.done" || continue
+    read -r model_config model_file <<< "$(model_of "$tag" "$method")"
+    sets=()
+    for dset in $test_sets; do sets+=(--set "$dset" "$dump_dir/$dset/wav.scp" "$dump_dir/$dset/text"); done
+    log "Stage 10: export $model_file to ONNX$( [ "$export_int8" = true ] && echo " (+ int8)") -> $asr_exp/export/;" \
+        "ONNX Runtime transcribes and scores $test_sets (log: $asr_exp/export.log)"
+    rm -rf "$asr_exp/export"
+    $python -m espnet_pinch.bin.export --asr_train_config "$model_config" --asr_model_file "$model_file" \
+      --out "$asr_exp/export" --tag "$tag" --threads "$nthreads" $( [ "$export_int8" = true ] && echo --int8) \
+      "${sets[@]}" > "$asr_exp/export.log" 2>&1 || fail 10 "$asr_exp/export.log"
+    touch "$asr_exp/.export.done"
+  done
+  log "Stage 10: results with the ONNX Runtime measurements -> $results_md"
+  report || { log "Stage 10 failed: the error above"; exit 1; }
 fi
 log "Done (stages $stage..$stop_stage)"
