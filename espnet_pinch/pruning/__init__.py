@@ -7,6 +7,7 @@ from espnet_pinch.pruning.abs_pruner import AbsPruner
 from espnet_pinch.pruning.hj import HJPruner
 from espnet_pinch.pruning.nascp import NASCPPruner
 from espnet_pinch.pruning.spg import SPGPruner
+from espnet_pinch.pruning.spg_struct import SPGStructPruner
 from espnet_pinch.pruning.ump import UMPPruner
 
 PRUNERS = {
@@ -14,6 +15,7 @@ PRUNERS = {
     "ump": UMPPruner,
     "nascp": NASCPPruner,
     "hj": HJPruner,
+    "spg_struct": SPGStructPruner,
 }
 
 __all__ = ["AbsPruner", "PRUNERS"]

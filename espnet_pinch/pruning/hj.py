@@ -233,36 +233,8 @@ class HJPruner(StructuredPruner):
                 for k in ("achieved", "target")}
 
     # -- finalize ---------------------------------------------------------------------------
-    @torch.no_grad()
     def snap_widths(self, widths: Dict[str, int]) -> Dict[str, int]:
-        """Snap onto the target(s) with one common factor on the kept counts, if needed."""
-        def off(w):
-            got = self.achieved(w)
-            return max(abs(float(got[p]) - self.targets[p]) for p in self.targets)
-
-        if off(widths) <= self.finalize_tolerance:
-            return widths
-        floor = {n: (1 if g.kind == "conv" else 0) for n, g in self.groups.items()}
-
-        def scaled(c: float, names) -> Dict[str, int]:
-            return {n: (max(floor[n], min(self.groups[n].num_units, round(widths[n] * c)))
-                        if n in names else w) for n, w in widths.items()}
-
-        for part in self.targets:  # each part on its own (one part: all groups)
-            names = [n for n in self.groups if part == "all"
-                     or (self.groups[n].kind == "conv") == (part == "cnn")]
-            lo, hi = 0.0, 1.0
-            while float(self.achieved(scaled(hi, names))[part]) > self.targets[part] and hi < 64:
-                lo, hi = hi, hi * 2
-            for _ in range(40):  # achieved sparsity falls as the factor grows
-                mid = (lo + hi) / 2
-                if float(self.achieved(scaled(mid, names))[part]) > self.targets[part]:
-                    lo = mid
-                else:
-                    hi = mid
-            a, b = scaled(lo, names), scaled(hi, names)
-            widths = min((a, b), key=lambda w: abs(float(self.achieved(w)[part]) - self.targets[part]))
-        return widths
+        return self.snap_by_common_factor(widths)
 
     def set_final_masks(self, widths: Dict[str, int]) -> None:
         for n, m in self.deterministic_masks(widths).items():  # the gate values are baked in

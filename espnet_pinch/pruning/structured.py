@@ -131,6 +131,40 @@ class StructuredPruner(AbsPruner):
         """Last adjustment of the trained widths (e.g. onto the target); returns the widths to keep."""
         return widths
 
+    @torch.no_grad()
+    def snap_by_common_factor(self, widths: Dict[str, int]) -> Dict[str, int]:
+        """Snap onto ``self.targets`` ({part: target}, parts ``all`` or ``cnn``/``transformer``,
+        as ``achieved`` reports them) with one common factor on the kept counts of each part's
+        groups, found by bisection, if any part is further than ``finalize_tolerance`` off: the
+        split between layers that training learned is kept. Conv groups keep at least one unit."""
+        def off(w):
+            got = self.achieved(w)
+            return max(abs(float(got[p]) - self.targets[p]) for p in self.targets)
+
+        if off(widths) <= self.finalize_tolerance:
+            return widths
+        floor = {n: (1 if g.kind == "conv" else 0) for n, g in self.groups.items()}
+
+        def scaled(c: float, names) -> Dict[str, int]:
+            return {n: (max(floor[n], min(self.groups[n].num_units, round(widths[n] * c)))
+                        if n in names else w) for n, w in widths.items()}
+
+        for part in self.targets:  # each part on its own (one part: all groups)
+            names = [n for n in self.groups if part == "all"
+                     or (self.groups[n].kind == "conv") == (part == "cnn")]
+            lo, hi = 0.0, 1.0
+            while float(self.achieved(scaled(hi, names))[part]) > self.targets[part] and hi < 64:
+                lo, hi = hi, hi * 2
+            for _ in range(40):  # achieved sparsity falls as the factor grows
+                mid = (lo + hi) / 2
+                if float(self.achieved(scaled(mid, names))[part]) > self.targets[part]:
+                    lo = mid
+                else:
+                    hi = mid
+            a, b = scaled(lo, names), scaled(hi, names)
+            widths = min((a, b), key=lambda w: abs(float(self.achieved(w)[part]) - self.targets[part]))
+        return widths
+
     def achieved(self, widths: Dict[str, object]) -> Dict[str, object]:
         """What the target constrains, for given widths (here: the overall sparsity)."""
         return {"all": self.sparsity_of(widths)}

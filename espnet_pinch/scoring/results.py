@@ -635,12 +635,15 @@ def _onnx_section(rows: list[dict], test_sets: list[str]) -> list[str]:
              f"`tokens.txt`, `transcribe.py`) and decoded by the shipped entry point (`transcribe.py`: ONNX "
              f"Runtime and numpy, greedy CTC, 2 threads) on {s}. max |Δ log-prob| = the largest difference of "
              "any CTC log-probability on any utterance of the set between ONNX Runtime fp32 and PyTorch's "
-             "decode path; RTF = run seconds / audio seconds, model loading excluded (the PyTorch decode "
+             "decode path; a flipped frame: ONNX Runtime's best token differs from PyTorch's "
+             "(unexplained: although PyTorch's two best tokens were further apart than twice the "
+             "difference, i.e. not a near-tie; 0 unless the graph is wrong); "
+             "RTF = run seconds / audio seconds, model loading excluded (the PyTorch decode "
              "RTF of the main table includes loading); int8 = ONNX Runtime's dynamic quantization of the "
              "MatMul/Gemm weights (convolutions stay fp32).", "",
              f"| tag | MB fp32 | MB int8 | WER {s} PyTorch | WER {s} ORT fp32 | WER {s} ORT int8 | "
-             f"max abs Δ log-prob | RTF ORT fp32 | RTF ORT int8 | int8 speedup |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"max abs Δ log-prob | utts with a flipped frame (unexplained) | RTF ORT fp32 | RTF ORT int8 | int8 speedup |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         o = r["onnx"]
         f32, i8 = o.get("fp32") or {}, o.get("int8") or {}
@@ -649,7 +652,9 @@ def _onnx_section(rows: list[dict], test_sets: list[str]) -> list[str]:
             r["tag"], _fmt(f32.get("bytes") and f32["bytes"] / 1e6, "{:.2f}"),
             _fmt(i8.get("bytes") and i8["bytes"] / 1e6, "{:.2f}"), _fmt(r["wer"].get(s), "{:.2f}"),
             _fmt((f32.get("wer") or {}).get(s), "{:.2f}"), _fmt((i8.get("wer") or {}).get(s), "{:.2f}"),
-            _fmt((f32.get("max_abs_diff_vs_torch") or {}).get(s), "{:.1e}"), _fmt(rtf32, "{:.4f}"),
+            _fmt((f32.get("max_abs_diff_vs_torch") or {}).get(s), "{:.1e}"),
+            f"{_fmt((f32.get('utts_argmax_differ') or {}).get(s))} "
+            f"({_fmt((f32.get('utts_differ_unexplained') or {}).get(s))})", _fmt(rtf32, "{:.4f}"),
             _fmt(rtf8, "{:.4f}"), _fmt(rtf32 / rtf8 if rtf32 and rtf8 else None, "{:.2f}x")]) + " |")
     return lines
 

@@ -100,15 +100,16 @@ def test_the_cost_model_counts_what_compaction_leaves(arch):
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
-@pytest.mark.parametrize("method", ["nascp", "hj"])
+@pytest.mark.parametrize("method", ["nascp", "hj", "spg_struct"])
 def test_structured_pruners_on_a_bare_ssl_model(arch, method):
     """A pruner given only the SSL model's layers: its finalize result (keep decisions) compacts
     through the adapter to the masked model's function, at the sparsity it reports."""
     from espnet_pinch.pruning import PRUNERS
 
     model, family = tiny_model(arch), adapter(arch)
+    size = {"target_on": "size"} if method == "spg_struct" else {}  # its default target is MACs
     pruner = PRUNERS[method](family.prunable_layers(model), model, target_sparsity=0.5,
-                             finalize_tolerance=0.02)
+                             finalize_tolerance=0.02, **size)
     pruner.eval()
     wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
     result = pruner.finalize()  # untrained: finalize snaps the widths onto the target

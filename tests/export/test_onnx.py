@@ -145,6 +145,7 @@ def test_export_writes_a_model_that_transcribes_as_the_project_decodes(exported,
     assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size
     res = json.loads((out / "onnx.json").read_text())
     assert res["fp32"]["max_abs_diff_vs_torch"]["test"] <= 1e-4
+    assert res["fp32"]["utts_differ_unexplained"]["test"] == 0
     # the project's PyTorch greedy decode of the same audio
     cfg = tmp_path / "decode.yaml"
     cfg.write_text(yaml.safe_dump({"search": "greedy"}))

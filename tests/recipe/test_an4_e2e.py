@@ -135,7 +135,10 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
         onnx = r["onnx"]
         for s in ("dev", "test"):
             assert onnx["fp32"]["max_abs_diff_vs_torch"][s] <= 1e-4, (r["tag"], s)
-            assert onnx["fp32"]["wer"][s] == r["wer"][s], (r["tag"], s)
+            # a flipped best token only where PyTorch itself had a near-tie; no flip: same WER
+            assert onnx["fp32"]["utts_differ_unexplained"][s] == 0, (r["tag"], s)
+            if onnx["fp32"]["utts_argmax_differ"][s] == 0:
+                assert onnx["fp32"]["wer"][s] == r["wer"][s], (r["tag"], s)
         assert onnx["int8"]["bytes"] < onnx["fp32"]["bytes"]
     assert "## ONNX Runtime (stage 10)" in md
     # every run's record, for a table on another machine
