@@ -215,13 +215,8 @@ class HJPruner(StructuredPruner):
             stats[f"expected_{part}"] = s.detach()
             stats[f"achieved_{part}"] = torch.tensor(chosen[part])  # deterministic masks
             stats[f"target_{part}"] = torch.tensor(target)
-        if update:
-            self.step.add_(1)
-        for n in self.groups:  # each forward's samples are used once
-            self.column_mask(n).soft = None
         self._expected = None
-        stats["loss_sparsity"] = term.detach()
-        return term, stats
+        return self.end_step(term, stats, update)  # each forward's samples are used once
 
     def trace_stats(self, stats: Dict[str, torch.Tensor]) -> Dict[str, float]:
         """The deterministic-mask value of what is constrained (size or MACs reduction: "all"; for

@@ -164,13 +164,8 @@ class SPGStructPruner(StructuredPruner):
         term = sparsity_term(s - target, self.lambda1_all, torch.zeros((), dtype=torch.long),
                              self.penalty, self.dual_lr, update)
         stats.update({"achieved_all": s.detach(), "target_all": torch.tensor(target)})
-        if update:
-            self.step.add_(1)
-        for n in self.groups:  # each forward's masks are used once
-            self.column_mask(n).soft = None
         self._kept = None
-        stats["loss_sparsity"] = term.detach()
-        return term, stats
+        return self.end_step(term, stats, update)  # each forward's masks are used once
 
     def trace_stats(self, stats: Dict[str, torch.Tensor]) -> Dict[str, float]:
         """The constrained value (size or MACs reduction) of the hard masks, and its target."""

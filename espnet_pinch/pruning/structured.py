@@ -118,6 +118,16 @@ class StructuredPruner(AbsPruner):
     def full_widths(self) -> Dict[str, int]:
         return {n: g.num_units for n, g in self.groups.items()}
 
+    def end_step(self, term, stats: Dict[str, torch.Tensor], update: bool):
+        """(term, stats) at the end of a training forward's sparsity term: the step counted
+        (``update``: a gradient step follows), this forward's soft masks dropped."""
+        if update:
+            self.step.add_(1)
+        for n in self.groups:
+            self.column_mask(n).soft = None
+        stats["loss_sparsity"] = term.detach()
+        return term, stats
+
     # -- the method supplies ----------------------------------------------------------------
     def chosen_widths(self) -> Dict[str, int]:
         """The widths the method currently selects (deterministic)."""
