@@ -87,6 +87,16 @@ def read_scp(path: str) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def tokens_to_text(pieces: list[str], token_type: str) -> str:
+    """Text of token strings as ESPnet's tokenizers write it: the char tokenizer turns <space>
+    into a space; sentencepiece (bpe, unigram, and char models) turns word markers into spaces,
+    drops the markers before the first other piece and writes <unk> as " \u2047 " (its DecodePieces)."""
+    if token_type == "char":
+        return "".join(" " if p == "<space>" else p for p in pieces)
+    text = "".join(" \u2047 " if p == "<unk>" else p for p in pieces)
+    return text.lstrip("▁").replace("▁", " ")
+
+
 class Transcriber:
     """Greedy CTC with an exported model (``model.onnx`` / ``model.int8.onnx``) on ONNX Runtime."""
 
@@ -131,12 +141,8 @@ class Transcriber:
         ids = log_probs.argmax(-1)
         keep = np.ones(len(ids), dtype=bool)
         keep[1:] = ids[1:] != ids[:-1]
-        pieces = [self.tokens[i] for i in ids[keep] if self.tokens[i] not in DROPPED]
-        # as ESPnet's tokenizers turn tokens into text: the char tokenizer's <space> becomes a
-        # space; sentencepiece's word markers too, the leading one dropped
-        if self.token_type == "char":
-            return "".join(" " if p == "<space>" else p for p in pieces)
-        return "".join(pieces).replace("▁", " ").removeprefix(" ")
+        return tokens_to_text([self.tokens[i] for i in ids[keep] if self.tokens[i] not in DROPPED],
+                              self.token_type)
 
 
 def main(argv=None) -> int:

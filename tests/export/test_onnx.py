@@ -214,3 +214,20 @@ def test_bad_input_is_refused_with_the_file_named(exported, tmp_path, capsys):
     assert export_main(["--asr_train_config", str(tmp_path / "none.yaml"), "--asr_model_file",
                         str(tmp_path / "m.pth"), "--out", str(tmp_path / "e")]) == 2
     assert f"FileNotFoundError: export: no such file: {tmp_path / 'none.yaml'}" in capsys.readouterr().err
+
+
+def test_token_text_is_what_sentencepiece_decodes():
+    import random
+
+    import sentencepiece as spm
+
+    from espnet_pinch.export.transcribe import tokens_to_text
+    from tests.conftest import ROOT
+
+    sp = spm.SentencePieceProcessor(model_file=str(ROOT / "egs2/an4/asr1/pretrained/dense_an4/spm.model"))
+    vocab = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    rng = random.Random(0)
+    for _ in range(300):  # greedy CTC output of a barely trained model: any sequence, <unk> included
+        pieces = [rng.choice(vocab) for _ in range(rng.randint(0, 12))]
+        assert tokens_to_text(pieces, "bpe") == sp.decode_pieces(pieces), pieces
+    assert tokens_to_text(["A", "<space>", "B"], "char") == "A B"
