@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from espnet_pinch.export.onnx import CtcGraph, ExportError, export, load_asr_model
+from espnet_pinch.export.onnx import ExportError, export, load_asr_model
 from espnet_pinch.export.transcribe import InputError, Transcriber, read_scp
 from espnet_pinch.data.kaldi_dir import read_scp as read_text
 from espnet_pinch.scoring.score import score
 from espnet_pinch.utils.atomic import write_json
+from espnet_pinch.utils.safe_load import UnsafeCheckpointError
 
 
 @torch.no_grad()
@@ -105,17 +106,19 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        loaded = load_asr_model(args.asr_train_config, args.asr_model_file, out)  # once for both
+        model = loaded[1]
         info = export(args.asr_train_config, args.asr_model_file, out, tag=args.tag, int8=args.int8,
-                      threads=args.threads)
+                      threads=args.threads, loaded=loaded)
         if args.set:
-            _, model = load_asr_model(args.asr_train_config, args.asr_model_file, out)
             res = {"export": info, "fp32": evaluate(out, "fp32", out / "model.onnx", out / "tokens.txt",
                                                     args.set, args.threads, model)}
             if args.int8:
                 res["int8"] = evaluate(out, "int8", out / "model.int8.onnx", out / "tokens.txt",
                                        args.set, args.threads)
             write_json(out / "onnx.json", res)
-    except (ExportError, InputError, FileNotFoundError) as e:
+    except (ExportError, InputError, FileNotFoundError, UnsafeCheckpointError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)  # the line the recipe's fail() quotes
         return 2
     return 0

@@ -192,14 +192,16 @@ Checked at export: ONNX Runtime vs PyTorch, max |difference| of the log-probabil
 
 
 def export(train_config: str | Path, model_file: str | Path, out_dir: str | Path, *,
-           tag: Optional[str] = None, int8: bool = False, threads: int = 2, check_tol: float = 1e-4) -> dict:
+           tag: Optional[str] = None, int8: bool = False, threads: int = 2, check_tol: float = 1e-4,
+           loaded: Optional[tuple] = None) -> dict:
     """Export one model into ``out_dir`` (see the module docstring); returns what it wrote and
-    measured (also ``out_dir/export.json``). Raises ExportError naming the model on a model the
+    measured (also ``out_dir/export.json``). ``loaded``: ``load_asr_model``'s result, when the
+    caller has it already. Raises ExportError naming the model on a model the
     graph does not cover, or when ONNX Runtime disagrees with PyTorch beyond ``check_tol``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    s2t, model = load_asr_model(train_config, model_file, out)
+    s2t, model = loaded or load_asr_model(train_config, model_file, out)
     graph = CtcGraph(model, source=str(model_file)).eval()
     fp32 = out / "model.onnx"
     to_onnx(graph, fp32)

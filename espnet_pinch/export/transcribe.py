@@ -158,7 +158,10 @@ def main(argv=None) -> int:
     try:
         asr = Transcriber(args.model, args.tokens, args.threads)
         utts = read_scp(args.wav_scp) if args.wav_scp else []
-        utts += [(w, read_wav(w, w) if Path(w).is_file() else _missing(w)) for w in args.wavs]
+        for w in args.wavs:
+            if not Path(w).is_file():
+                raise InputError(f"{w}: no such file")
+            utts.append((w, read_wav(w, w)))
         for utt, samples in utts:
             print(f"{utt} {asr(samples)}", flush=True)
     except InputError as e:
@@ -166,9 +169,6 @@ def main(argv=None) -> int:
         return 2
     return 0
 
-
-def _missing(path: str):
-    raise InputError(f"{path}: no such file")
 
 
 if __name__ == "__main__":

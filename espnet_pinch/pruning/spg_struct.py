@@ -151,7 +151,9 @@ class SPGStructPruner(StructuredPruner):
         return {"all": self.sparsity_of(widths)}
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        widths = self.chosen_widths()
+        # a training forward's kept counts are the hard widths already (no second scoring)
+        widths = ({n: int(round(float(k))) for n, k in self._kept.items()} if self._kept is not None
+                  else self.chosen_widths())
         stats = {"sparsity": torch.tensor(float(self.sparsity_of(widths)))}
         if self.target_on == "macs":
             stats["macs_sparsity"] = torch.tensor(float(self.achieved(widths)["all"]))

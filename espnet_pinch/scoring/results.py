@@ -15,6 +15,7 @@ Usage: python -m espnet_pinch.scoring.results report --exp_dir exp --test_sets "
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -388,6 +389,7 @@ def write_record(exp_dir: Path, row: dict, utts: dict) -> None:
     write_json(exp_dir / RECORDS / f"{row['tag']}.json", rec)
 
 
+@functools.lru_cache(maxsize=1)
 def _commit() -> str | None:
     """The espnet_pinch checkout's git commit (None outside a git checkout)."""
     try:

@@ -96,7 +96,15 @@ ENTRY_POINTS = {
         "--data_path_and_name_and_type", "wav.scp,speech,sound", "--output_dir", str(tmp / "out")]),
     "decode greedy --asr_model_file": lambda p, tiny, tmp: _decode(p, tmp, "greedy"),
     "decode beam --asr_model_file": lambda p, tiny, tmp: _decode(p, tmp, "beam"),
+    "export --asr_model_file": lambda p, tiny, tmp: _export(p, tmp),
 }
+
+
+def _export(path, tmp):
+    from espnet_pinch.export.onnx import load_asr_model
+
+    (tmp / "config.yaml").touch()
+    load_asr_model(tmp / "config.yaml", path, tmp / "export")
 
 
 @pytest.mark.parametrize("name", list(ENTRY_POINTS))
