@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from espnet_pinch.bin import asr_inference
+from espnet_pinch.data.dump import input_scale, train_input_scale
 from espnet_pinch.utils.safe_load import weights_only_loads
 
 SEARCHES = ("greedy", "beam")
@@ -72,8 +73,12 @@ def decode_greedy(train_config: str, model_file: str, wav_scp: str, out: Path, d
         s2t = Speech2Text(asr_train_config=train_config, asr_model_file=model_file, device=device,
                           beam_size=1, ctc_weight=1.0, lm_weight=0.0, nbest=1)
     s2t.asr_model.eval()
+    data_type = "kaldi_ark" if _is_ark(wav_scp) else "sound"
+    # feed the audio at the scale training saw (a WAV list for a model trained on the dumps)
+    rescale = (train_input_scale(s2t.asr_train_args, train_config)
+               / input_scale(data_type, wav_scp))
     loader = ASRTask.build_streaming_iterator(
-        [(wav_scp, "speech", "kaldi_ark" if _is_ark(wav_scp) else "sound")], dtype="float32",
+        [(wav_scp, "speech", data_type)], dtype="float32",
         batch_size=1, key_file=None, num_workers=0,
         preprocess_fn=ASRTask.build_preprocess_fn(s2t.asr_train_args, False),
         collate_fn=ASRTask.build_collate_fn(s2t.asr_train_args, False),
@@ -81,7 +86,8 @@ def decode_greedy(train_config: str, model_file: str, wav_scp: str, out: Path, d
     with DatadirWriter(out) as writer:
         best = writer["1best_recog"]
         for keys, batch in loader:
-            ids, score = greedy_ctc(s2t, batch["speech"][0])
+            speech = batch["speech"][0] * rescale if rescale != 1.0 else batch["speech"][0]
+            ids, score = greedy_ctc(s2t, speech)
             token = s2t.converter.ids2tokens(ids)
             best["token"][keys[0]] = " ".join(token)
             best["token_int"][keys[0]] = " ".join(map(str, ids))
@@ -97,9 +103,16 @@ def _is_ark(wav_scp: str) -> bool:
 
 
 def decode_beam(conf: dict, train_config: str, model_file: str, wav_scp: str, out: Path, ngpu: int) -> None:
+    data_type = "kaldi_ark" if _is_ark(wav_scp) else "sound"
+    with open(train_config) as f:
+        train = argparse.Namespace(**(yaml.safe_load(f) or {}))
+    if train_input_scale(train, train_config) != input_scale(data_type, wav_scp):
+        # ESPnet's inference reads the audio itself; it cannot be rescaled on the way
+        raise ValueError(f"{wav_scp}: {data_type} audio, but {train_config} trained on another scale "
+                         "of samples; decode the same kind of input as training (the stage-3 dump) "
+                         "or use search: greedy, which rescales")
     args = ["--asr_train_config", train_config, "--asr_model_file", model_file, "--ngpu", str(ngpu),
-            "--data_path_and_name_and_type",
-            f"{wav_scp},speech,{'kaldi_ark' if _is_ark(wav_scp) else 'sound'}",
+            "--data_path_and_name_and_type", f"{wav_scp},speech,{data_type}",
             "--output_dir", str(out)]
     for k, v in conf.items():
         if k != "search":

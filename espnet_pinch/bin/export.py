@@ -39,9 +39,10 @@ from espnet_pinch.utils.safe_load import UnsafeCheckpointError
 
 
 @torch.no_grad()
-def torch_log_probs(model, samples: np.ndarray) -> np.ndarray:
-    """(frames, vocab): the PyTorch decode path of ``bin/decode.py`` on one utterance."""
-    x = torch.from_numpy(samples)[None]
+def torch_log_probs(model, samples: np.ndarray, scale: float) -> np.ndarray:
+    """(frames, vocab): the PyTorch decode path of ``bin/decode.py`` on one utterance of
+    ``samples`` in [-1, 1), fed at the scale training saw (``data.dump.input_scale``)."""
+    x = torch.from_numpy(samples * np.float32(scale))[None]
     enc, _ = model.encode(x, torch.tensor([x.shape[1]]))
     if isinstance(enc, tuple):
         enc = enc[0]
@@ -49,7 +50,7 @@ def torch_log_probs(model, samples: np.ndarray) -> np.ndarray:
 
 
 def evaluate(out: Path, kind: str, onnx_file: Path, tokens: Path, sets: list, threads: int,
-             model=None) -> dict:
+             model=None, scale: float = 1.0) -> dict:
     """Transcribe and score every set with one exported model; with ``model`` (the PyTorch
     model), also the largest |log-prob difference| per set."""
     asr = Transcriber(str(onnx_file), str(tokens), threads)
@@ -65,7 +66,7 @@ def evaluate(out: Path, kind: str, onnx_file: Path, tokens: Path, sets: list, th
             hyp[utt] = asr.greedy(lp)
             seconds += time.perf_counter() - start
             if model is not None:
-                ref = torch_log_probs(model, samples)
+                ref = torch_log_probs(model, samples, scale)
                 d = np.abs(lp - ref)
                 diff = max(diff, float(d.max()))
                 flips = lp.argmax(-1) != ref.argmax(-1)
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
                       threads=args.threads, loaded=loaded)
         if args.set:
             res = {"export": info, "fp32": evaluate(out, "fp32", out / "model.onnx", out / "tokens.txt",
-                                                    args.set, args.threads, model)}
+                                                    args.set, args.threads, model, info["input_scale"])}
             if args.int8:
                 res["int8"] = evaluate(out, "int8", out / "model.int8.onnx", out / "tokens.txt",
                                        args.set, args.threads)

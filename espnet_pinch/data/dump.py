@@ -31,8 +31,32 @@ from espnet_pinch.data.kaldi_dir import read_scp
 from espnet_pinch.utils.atomic import atomic_dir
 
 RATE = 16000
+PCM_SCALE = 32768.0  # int16 full scale
 MAX_SECONDS = 30.0
 _SHOW_LONG = 10  # long utterance ids listed in the warning
+
+
+def input_scale(data_type: str, where: str = "") -> float:
+    """The factor between audio in [-1, 1) and the samples ESPnet's loader of ``data_type``
+    hands to the model. Our dumps hold int16 PCM, which ESPnet's ``kaldi_ark`` loader (kaldiio)
+    returns unscaled, so a model trained on them sees samples in [-32768, 32768); ``sound``
+    (soundfile) reads WAV/FLAC files in [-1, 1). Decoding and export feed a model what its
+    training fed it: the ONNX graph takes [-1, 1) and multiplies by this factor itself."""
+    if data_type == "kaldi_ark":
+        return PCM_SCALE
+    if data_type == "sound":
+        return 1.0
+    raise ValueError(f"{where or 'data type'}: {data_type!r}: the speech input must be kaldi_ark "
+                     "(the stage-3 dump) or sound (WAV/FLAC files)")
+
+
+def train_input_scale(train_args, where: str = "") -> float:
+    """``input_scale`` of the speech entry of a training config (ESPnet's train args)."""
+    for _, name, data_type in getattr(train_args, "train_data_path_and_name_and_type", None) or []:
+        if name == "speech":
+            return input_scale(data_type, f"{where}: train_data_path_and_name_and_type")
+    raise ValueError(f"{where or 'training config'}: train_data_path_and_name_and_type has no "
+                     "speech entry, so the scale of the audio the model was trained on is unknown")
 
 
 def speed_perturb(wav: np.ndarray, factor: float) -> np.ndarray:

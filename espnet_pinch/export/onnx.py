@@ -7,6 +7,8 @@ arithmetic on sizes, which a tracer would freeze to the example's length. What d
 S3PRL's path is each family's business (``FamilyAdapter.hidden_states``); the rest is here:
 
   speech (1, samples) float32, 16 kHz, in [-1, 1)
+    -> times the scale training fed (``data.dump.input_scale``: 32768 for the stage-3 dumps,
+       which ESPnet's kaldi_ark loader hands over as int16 values)
     -> the waveform standardised if the upstream's task says so
     -> hidden states (adapter) -> S3PRLUpstream's length matching (ceil(samples / 320) frames:
        the last conv frame repeated) and optional layer norm -> one layer, or the featurizer's
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from espnet_pinch.data.dump import train_input_scale
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 
 HOP = 320  # samples per frame of every S3PRL wav2vec2-family upstream
@@ -48,8 +51,9 @@ class CtcGraph(torch.nn.Module):
     """(1, samples) float waveform -> (1, frames, vocab) CTC log-probabilities; see the module
     docstring. ``source`` names the model in errors."""
 
-    def __init__(self, asr_model: torch.nn.Module, source: str = "model"):
+    def __init__(self, asr_model: torch.nn.Module, source: str = "model", input_scale: float = 1.0):
         super().__init__()
+        self.input_scale = float(input_scale)
         fe = getattr(asr_model, "frontend", None)
         if not isinstance(fe, PinchS3prlFrontend):
             raise ExportError(f"{source}: the frontend is {type(fe).__name__}, the exporter "
@@ -75,7 +79,7 @@ class CtcGraph(torch.nn.Module):
         self.ctc = asr_model.ctc
 
     def forward(self, speech: torch.Tensor) -> torch.Tensor:
-        x = speech
+        x = speech * self.input_scale if self.input_scale != 1.0 else speech
         if self.wav_normalize:  # F.layer_norm over the whole waveform, written out: its shape is dynamic
             mean = x.mean(dim=-1, keepdim=True)
             x = (x - mean) / torch.sqrt(((x - mean) ** 2).mean(dim=-1, keepdim=True) + 1e-5)
@@ -182,7 +186,7 @@ Files:
   `python transcribe.py --model model.onnx --tokens tokens.txt audio.wav` or `--wav_scp wav.scp`
 
 Input `{input}`: float32, shape (1, samples): one utterance, 16 kHz mono, scaled to [-1, 1)
-(int16 PCM / 32768), at least {min_samples} samples ({min_s:.2f} s). No batching: one utterance per run.
+(int16 PCM / 32768; the graph rescales to what training saw: x {scale:g}), at least {min_samples} samples ({min_s:.2f} s). No batching: one utterance per run.
 Output `{output}`: float32, shape (1, frames, {vocab}): CTC log-probabilities, frames =
 ceil(samples / {hop}) (one frame per {hop_ms:.0f} ms).
 
@@ -202,7 +206,11 @@ def export(train_config: str | Path, model_file: str | Path, out_dir: str | Path
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     s2t, model = loaded or load_asr_model(train_config, model_file, out)
-    graph = CtcGraph(model, source=str(model_file)).eval()
+    try:
+        scale = train_input_scale(s2t.asr_train_args, str(train_config))
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    graph = CtcGraph(model, source=str(model_file), input_scale=scale).eval()
     fp32 = out / "model.onnx"
     to_onnx(graph, fp32)
     # the graph must follow the input's length: check two lengths the example did not have
@@ -225,12 +233,12 @@ def export(train_config: str | Path, model_file: str | Path, out_dir: str | Path
     tokens = list(s2t.asr_model.token_list)
     meta = {"producer": "espnet_pinch", "family": graph.family.arch, "sample_rate": 16000,
             "token_type": s2t.asr_train_args.token_type, "blank_id": int(model.blank_id),
-            "source": str(model_file)}
+            "input_scale": scale, "source": str(model_file)}
     add_metadata(fp32, meta)
     (out / "tokens.txt").write_text("".join(f"{t}\n" for t in tokens))
     shutil.copyfile(Path(__file__).with_name("transcribe.py"), out / "transcribe.py")
     info = {"model_file": str(model_file), "train_config": str(train_config), "family": graph.family.arch,
-            "opset": OPSET, "vocab": len(tokens), "blank_id": int(model.blank_id),
+            "opset": OPSET, "vocab": len(tokens), "blank_id": int(model.blank_id), "input_scale": scale,
             "onnx_fp32_bytes": fp32.stat().st_size, "check_lengths": lengths,
             "check_max_abs_diff": max_diff}
     if int8:
@@ -246,7 +254,7 @@ def export(train_config: str | Path, model_file: str | Path, out_dir: str | Path
         date=time.strftime("%Y-%m-%d"), family=graph.family.arch, fp32_mb=info["onnx_fp32_bytes"] / 1e6,
         int8_line=int8_line, blank=info["blank_id"], input=INPUT, output=OUTPUT, min_samples=MIN_SAMPLES,
         min_s=MIN_SAMPLES / 16000, vocab=len(tokens), hop=HOP, hop_ms=HOP / 16, n_checked=len(lengths),
-        lengths=" and ".join(map(str, lengths)), max_diff=max_diff))
+        lengths=" and ".join(map(str, lengths)), max_diff=max_diff, scale=scale))
     (out / "export.json").write_text(json.dumps(info, indent=2) + "\n")
     logging.info("export: %s -> %s (%.2f MB fp32%s; ONNX Runtime vs PyTorch max diff %.1e) in %.1f s",
                  model_file, out, info["onnx_fp32_bytes"] / 1e6,

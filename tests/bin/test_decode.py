@@ -35,6 +35,7 @@ def tiny_exp(tiny_ckpt, tmp_path):
     exp.mkdir()
     args = build_args(tiny_ckpt, exp, pruner=None)
     args.token_type = "char"  # the tiny token list has no sentencepiece model
+    args.train_data_path_and_name_and_type = [["train.scp", "speech", "sound"]]  # WAV files, as decoded
     torch.manual_seed(0)
     model = PinchASRTask.build_model(args)
     torch.save(model.state_dict(), exp / "model.pth")
@@ -94,6 +95,28 @@ def test_beam_search_passes_the_config_to_espnet(tiny_exp, tmp_path):
                         "--ctc_weight", "1.0", "--lm_weight", "0.0", "--batch_size", "1"])
     assert hyps(tmp_path / "dec_test") == hyps(tmp_path / "direct")
     assert len(hyps(tmp_path / "dec_dev")) == 2
+
+
+def test_audio_is_fed_at_the_scale_training_saw(tiny_exp, tmp_path):
+    """A model trained on the stage-3 dumps (kaldi_ark: int16 values) decodes a WAV list (sound:
+    [-1, 1)) exactly as it decodes the same audio from a dump; beam search, which reads the audio
+    inside ESPnet, refuses the mismatch by name."""
+    import kaldiio
+
+    exp, _, sets = tiny_exp
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["train_data_path_and_name_and_type"] = [["dump/train/wav.scp", "speech", "kaldi_ark"]]
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 't.ark'},{tmp_path / 'ark.scp'}") as ark:
+        for line in (tmp_path / "test.scp").read_text().splitlines():
+            utt, wav = line.split()
+            ark(utt, (16000, soundfile.read(wav, dtype="int16")[0]))
+    run(tmp_path, exp, ["--set", str(tmp_path / "test.scp"), str(tmp_path / "wav_dec"),
+                        "--set", str(tmp_path / "ark.scp"), str(tmp_path / "ark_dec")], {"search": "greedy"})
+    for f in ("token", "score"):
+        assert (tmp_path / "wav_dec/1best_recog" / f).read_text() == (tmp_path / "ark_dec/1best_recog" / f).read_text()
+    with pytest.raises(ValueError, match=r"test.scp: sound audio, but .*config.yaml trained on another scale"):
+        run(tmp_path, exp, sets[3:], {"search": "beam", "beam_size": 2, "ctc_weight": 1.0, "lm_weight": 0.0})
 
 
 def test_bad_config_and_missing_files_are_named(tiny_exp, tmp_path):

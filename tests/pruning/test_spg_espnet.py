@@ -21,6 +21,8 @@ def build_args(ckpt, tmp_path: Path, pruner="spg", pruner_conf=None,
         "encoder": "linear", "model": "pinch", "model_conf": {"ctc_weight": 1.0},
         "pruner": pruner, "pruner_conf": pruner_conf or {"target_sparsity": 0.5, "warmup_steps": 0},
         "decoder": None, "specaug": None, "normalize": None,
+        # as the recipe trains: the stage-3 dump (int16 PCM, so samples in [-32768, 32768))
+        "train_data_path_and_name_and_type": [["dump/train/wav.scp", "speech", "kaldi_ark"]],
     }
     conf = tmp_path / "config.yaml"
     conf.write_text(yaml.safe_dump(cfg))
