@@ -152,7 +152,7 @@ class SPGStructPruner(StructuredPruner):
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         # a training forward's kept counts are the hard widths already (no second scoring)
-        widths = ({n: int(round(float(k))) for n, k in self._kept.items()} if self._kept is not None
+        widths = ({n: int(round(float(k.detach()))) for n, k in self._kept.items()} if self._kept is not None
                   else self.chosen_widths())
         stats = {"sparsity": torch.tensor(float(self.sparsity_of(widths)))}
         if self.target_on == "macs":
