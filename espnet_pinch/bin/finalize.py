@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from espnet_pinch.data.dump import train_input_scale
 from espnet_pinch.profiling.macs import macs_per_second
 from espnet_pinch.pruning.sparse import save_sparse
 from espnet_pinch.tasks.asr import PinchASRTask
@@ -88,7 +89,10 @@ def finalize(exp: Path, model: str, out: Path) -> dict:
         logging.info("compacted to %s; max |masked - compact| on 1 s of noise: %.3g",
                      frontend_conf["pruned_arch"], diff)
     with open(exp / "config.yaml") as f:
-        cfg = standalone_config(yaml.safe_load(f), frontend_conf)
+        src = yaml.safe_load(f)
+    # the data entries go (see standalone_config); the scale of the audio they held stays
+    frontend_conf["input_scale"] = train_input_scale(argparse.Namespace(**src), str(exp / "config.yaml"))
+    cfg = standalone_config(src, frontend_conf)
     macs = macs_per_second(net)
     summary["macs_per_second"] = macs["macs_per_second"]
     state = net.state_dict()

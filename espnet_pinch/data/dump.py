@@ -51,12 +51,19 @@ def input_scale(data_type: str, where: str = "") -> float:
 
 
 def train_input_scale(train_args, where: str = "") -> float:
-    """``input_scale`` of the speech entry of a training config (ESPnet's train args)."""
+    """``input_scale`` of the audio a model was trained on, from its config (ESPnet's train
+    args): the speech entry of ``train_data_path_and_name_and_type``, else
+    ``frontend_conf.input_scale`` (a finalized model's config, which has no data entries)."""
     for _, name, data_type in getattr(train_args, "train_data_path_and_name_and_type", None) or []:
         if name == "speech":
             return input_scale(data_type, f"{where}: train_data_path_and_name_and_type")
-    raise ValueError(f"{where or 'training config'}: train_data_path_and_name_and_type has no "
-                     "speech entry, so the scale of the audio the model was trained on is unknown")
+    scale = (getattr(train_args, "frontend_conf", None) or {}).get("input_scale")
+    if scale is not None:
+        return float(scale)
+    raise ValueError(f"{where or 'training config'}: neither a speech entry in "
+                     "train_data_path_and_name_and_type nor frontend_conf.input_scale, so the scale "
+                     "of the audio the model was trained on is unknown (a model trained on the "
+                     "recipe's dumps: add frontend_conf.input_scale: 32768)")
 
 
 def speed_perturb(wav: np.ndarray, factor: float) -> np.ndarray:

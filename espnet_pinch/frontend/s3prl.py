@@ -69,6 +69,10 @@ class PinchS3prlFrontend(AbsFrontend):
         feature_grad_mult: gradient scale into the CNN feature extractor (0 freezes it).
         apply_mask: wav2vec2/HuBERT time (and channel) masking in training, as in fine-tuning.
         fs: sampling rate; S3PRL upstreams take 16 kHz only.
+        input_scale: the scale of the samples the model was trained on (``data.dump.input_scale``)
+            when the config no longer lists its training data: ``bin/finalize`` writes it into a
+            pruned model's config, whose data entries it drops. Read by the decoder and the
+            exporter; the frontend itself does not rescale.
     """
 
     def __init__(
@@ -83,8 +87,11 @@ class PinchS3prlFrontend(AbsFrontend):
         apply_mask: bool = False,
         extra_conf: Optional[dict] = None,
         fs: int = 16000,
+        input_scale: Optional[float] = None,
     ):
         super().__init__()
+        # metadata, not used here: see the docstring
+        self.input_scale = None if input_scale is None else float(input_scale)
         if fs != 16000:
             raise ValueError(f"frontend_conf.fs: S3PRL upstreams take 16000 Hz audio, got {fs}")
         if path_or_url is not None and not str(path_or_url).startswith("http"):

@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from espnet_pinch.data.dump import train_input_scale
 from espnet_pinch.tasks.asr import PinchASRTask
 from tests.numerics import assert_same_function
 
@@ -128,6 +129,9 @@ def test_dense_weights_load_into_gated_model_and_export_matches(tiny_ckpt, tmp_p
 
     cfg = yaml.safe_load((exp / "final/config.yaml").read_text())
     assert cfg["pruner"] is None
+    # the data entries go (a fine-tuning run appends its own); the scale of their audio stays
+    assert "train_data_path_and_name_and_type" not in cfg
+    assert train_input_scale(argparse.Namespace(**cfg), "final") == 32768.0
     loaded = PinchASRTask.build_model(argparse.Namespace(**cfg)).eval()
     loaded.load_state_dict(load_sparse(exp / "final/model.sparse.pt"))
     assert loaded.pruner is None
