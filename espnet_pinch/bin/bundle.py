@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_pinch.data.dump import train_input_scale
 from espnet_pinch.upstream.build import read_checkpoint
 from espnet_pinch.utils.atomic import atomic_dir, write_json, write_yaml
 from espnet_pinch.utils.safe_load import check_checkpoint
@@ -51,7 +52,9 @@ def export(exp: Path, model: str, out: Path, note: str = "") -> Path:
     cfg["frontend_conf"] = fconf
     spm = cfg["bpemodel"]
     cfg["bpemodel"] = str(out / "spm.model")
-    # Data paths of the training run mean nothing to a user of the bundle.
+    # Data paths of the training run mean nothing to a user of the bundle; the scale of the
+    # audio they held does (decoding and export feed the model at it)
+    fconf["input_scale"] = train_input_scale(argparse.Namespace(**cfg), str(exp / "config.yaml"))
     for k in list(cfg):
         if k.startswith(("train_data", "valid_data", "train_shape", "valid_shape")) or k == "output_dir":
             cfg.pop(k)

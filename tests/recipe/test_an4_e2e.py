@@ -139,7 +139,10 @@ def test_every_stage_on_an4_slice(an4, tmp_path):
             assert onnx["fp32"]["utts_differ_unexplained"][s] == 0, (r["tag"], s)
             if onnx["fp32"]["utts_argmax_differ"][s] == 0:
                 assert onnx["fp32"]["wer"][s] == r["wer"][s], (r["tag"], s)
-        assert onnx["int8"]["bytes"] < onnx["fp32"]["bytes"]
+        # int8 weights are a quarter of fp32's; on the tiny upstream a compact model's matrices
+        # are so small that the per-channel scales and quantize nodes can outweigh that
+        if onnx["fp32"]["bytes"] >= by["debug"]["onnx"]["fp32"]["bytes"]:
+            assert onnx["int8"]["bytes"] < onnx["fp32"]["bytes"], r["tag"]
     assert "## ONNX Runtime (stage 10)" in md
     # every run's record, for a table on another machine
     assert sorted(p.stem for p in (exp / "records").iterdir()) == sorted(tags)
