@@ -143,6 +143,9 @@ def test_export_writes_a_model_that_transcribes_as_the_project_decodes(exported,
     for f in ("model.onnx", "model.int8.onnx", "tokens.txt", "transcribe.py", "README", "export.json"):
         assert (out / f).is_file(), f
     assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size
+    meta = ort_session(out / "model.int8.onnx", 1).get_modelmeta().custom_metadata_map
+    assert meta["quantization"].endswith("weight scales per tensor")  # the faster default
+    assert meta["input_scale"] == "32768.0"  # trained on kaldi_ark dumps (build_args)
     res = json.loads((out / "onnx.json").read_text())
     assert res["fp32"]["max_abs_diff_vs_torch"]["test"] <= 1e-4
     assert res["fp32"]["utts_differ_unexplained"]["test"] == 0

@@ -82,6 +82,7 @@ dense_model=            # bundled dense model dir; stage 6 imports it instead of
 retrain_dense=false     # true: train the dense model from scratch even if dense_model is set
 inference_config=conf/decode.yaml  # decoding options (search: greedy or beam, espnet_pinch/bin/decode.py)
 export_int8=true        # stage 10 also writes model.int8.onnx (dynamic int8 quantization) and scores it
+export_int8_per_channel=false  # int8 weight scales per output channel (default per tensor: faster here)
 inference_model=valid.cer_ctc.best.pth  # checkpoint of the dense starting model (best dev CER)
 seeds=0                 # training seeds: dense_cont and every method x target run once per seed
                         # (tags end in _s<seed>; RESULTS.md: mean and std over seeds, significance
@@ -490,6 +491,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
     rm -rf "$asr_exp/export"
     $python -m espnet_pinch.bin.export --asr_train_config "$model_config" --asr_model_file "$model_file" \
       --out "$asr_exp/export" --tag "$tag" --threads "$nthreads" $( [ "$export_int8" = true ] && echo --int8) \
+      $( [ "$export_int8_per_channel" = true ] && echo --int8_per_channel) \
       "${sets[@]}" > "$asr_exp/export.log" 2>&1 || fail 10 "$asr_exp/export.log"
     touch "$asr_exp/.export.done"
   done
