@@ -34,7 +34,7 @@ import yaml
 
 from espnet_pinch.bin import asr_inference
 from espnet_pinch.data.dump import input_scale, train_input_scale
-from espnet_pinch.utils.safe_load import weights_only_loads
+from espnet_pinch.utils.safe_load import check_checkpoint, weights_only_loads
 
 SEARCHES = ("greedy", "beam")
 
@@ -104,6 +104,7 @@ def _is_ark(wav_scp: str) -> bool:
 
 def decode_beam(conf: dict, train_config: str, model_file: str, wav_scp: str, out: Path, ngpu: int) -> None:
     data_type = "kaldi_ark" if _is_ark(wav_scp) else "sound"
+    check_checkpoint(model_file)  # a crafted file is refused by name before anything else
     with open(train_config) as f:
         train = argparse.Namespace(**(yaml.safe_load(f) or {}))
     if train_input_scale(train, train_config) != input_scale(data_type, wav_scp):
