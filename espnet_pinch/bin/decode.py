@@ -73,7 +73,7 @@ def decode_greedy(train_config: str, model_file: str, wav_scp: str, out: Path, d
         s2t = Speech2Text(asr_train_config=train_config, asr_model_file=model_file, device=device,
                           beam_size=1, ctc_weight=1.0, lm_weight=0.0, nbest=1)
     s2t.asr_model.eval()
-    data_type = "kaldi_ark" if _is_ark(wav_scp) else "sound"
+    data_type = _data_type(wav_scp)
     # feed the audio at the scale training saw (a WAV list for a model trained on the dumps)
     rescale = (train_input_scale(s2t.asr_train_args, train_config)
                / input_scale(data_type, wav_scp))
@@ -95,6 +95,11 @@ def decode_greedy(train_config: str, model_file: str, wav_scp: str, out: Path, d
             best["text"][keys[0]] = s2t.tokenizer.tokens2text(token) if s2t.tokenizer else " ".join(token)
 
 
+def _data_type(wav_scp: str) -> str:
+    """ESPnet's input type for a wav.scp: ``kaldi_ark`` for archive entries, else ``sound``."""
+    return "kaldi_ark" if _is_ark(wav_scp) else "sound"
+
+
 def _is_ark(wav_scp: str) -> bool:
     """A wav.scp whose entries point into Kaldi archives (``file.ark:offset``), as stage 3 dumps."""
     with open(wav_scp) as f:
@@ -103,7 +108,7 @@ def _is_ark(wav_scp: str) -> bool:
 
 
 def decode_beam(conf: dict, train_config: str, model_file: str, wav_scp: str, out: Path, ngpu: int) -> None:
-    data_type = "kaldi_ark" if _is_ark(wav_scp) else "sound"
+    data_type = _data_type(wav_scp)
     check_checkpoint(model_file)  # a crafted file is refused by name before anything else
     with open(train_config) as f:
         train = argparse.Namespace(**(yaml.safe_load(f) or {}))
