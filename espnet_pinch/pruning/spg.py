@@ -14,14 +14,22 @@ Variant (``parametrization: raw``, the paper's form): the learned threshold is t
 gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for every layer, and no
 per-layer RMS scaling; it starts from the same masks as ``rms``.
 
-Which form is the default, by the measured frontier (AN4, 4 epochs, greedy CTC, 2026-12-02,
-README "SPG variants against UMP"): test WER at 0.65 over two seeds rms 25.94 +- 0.46, raw
-25.30 +- 0.09 (dense_cont 23.36; p = 0.002 / 0.024 pooled), at 0.8 (one seed) 31.69 / 31.31, at
-0.9 72.96 / 68.43; UMP 28.85 / 42.56 / 95.60. Both forms lie above UMP at every target and are
-not separated from each other (0.6 points at 0.65 against a seed std of 0.46; same dev WER; same
-spread 0.14 over the Transformer matrices). ``rms`` stays the default because nothing measured
-favours a change. Neither reaches 0.8 or 0.9 in training with these settings (0.778 / 0.82
-before the snap).
+Which form is the default, by the measured frontier (AN4, 4 epochs = 188 steps, greedy CTC,
+2026-12-03, controller dual_lr 20 / penalty 500, README "SPG variants"): test WER at 0.8 and 0.9
+(seed 0) rms 29.62 / 43.86, raw 28.20 / 44.24, variant (c) with the trust region (below) 29.50 /
+42.30; UMP 42.56 / 95.60; dense_cont 23.42. The three forms are within 1.9 points of each other
+at 0.9 and 1.4 at 0.8, while rms's two seeds differ by 0.5 at 0.9 and 1.6 at 0.8: not
+separated (one seed per variant). ``rms`` stays the default because nothing measured favours
+a change; all three lie far above UMP at 0.8 and 0.9. Earlier (2026-12-02, dual_lr 5 / penalty
+50) rms and raw were not separated at 0.65 either (25.94 +- 0.46 / 25.30 +- 0.09, two seeds).
+
+The controller decides more than the form. With dual_lr 5 / penalty 50, SPG ended 0.778 of 0.8
+and 0.823 of 0.9 before the snap (test WER 31.69 / 72.96); a larger Adam step (threshold_gain
+120 instead of 60) did not help (0.819 of 0.9), because the thresholds were not speed-limited
+but held back by the ASR loss while lambda1 integrated the gap. With dual_lr 20 / penalty 500
+every rms run ends within 0.02 of its target before the snap at 0.5, 0.65 and 0.8 (0.500-0.501,
+0.652, 0.804-0.805) and at 0.886 of 0.9, where the ASR loss still holds it 0.014 short and the
+target is reached late (25-31 % of the steps within 0.02 of it: stage 9 flags those runs).
 
 Variant (``threshold_step: sgd``, ours): the thresholds leave the model's optimizer and take
 plain SGD steps on their own gradient (``train/optim.py``; same schedule, same clipping). With
@@ -42,7 +50,9 @@ layer: same stationary points, comparable speeds; on the toy 0.859 / 0.603 / 1.0
 the snap (rms 0.823) and test WER 64.04 (rms 72.96); the preconditioned form pruned the first
 conv layer whole at step 11 (one noisy ASR gradient times its large gain moved its threshold to
 3.4 RMS) and ended at WER 100. ``threshold_max_step`` bounds each step (a trust region,
-``conf/pruner/spg_psgd_tr.yaml``); not run on AN4 yet. Neither SGD form is the default.
+``conf/pruner/spg_psgd_tr.yaml``): on AN4 (seed 0, dual_lr 20) it trained to 0.802 of 0.8 and
+0.883 of 0.9, test WER 29.50 / 42.30, no layer pruned whole; not separated from rms (above), so
+not the default.
 
 Estimator (ours; the paper's is not public): straight-through. The effective weight is
 W * (H + M - stopgrad(M)): its value is exactly W * H, its gradient is that of W * M, so the ASR
