@@ -45,7 +45,7 @@ def main(cmd=None):
     out = Path(kwargs["output_dir"])
     if kwargs.get("asr_model_file"):
         kwargs["asr_model_file"] = dense_model_file(kwargs["asr_model_file"], out)
-    with weights_only_loads():  # ESPnet loads the model with weights_only=False: not here
+    with weights_only_loads():  # ESPnet asks for the full unpickler for the model: not here
         inference(**kwargs)
     (out / "timing.json").write_text(json.dumps({"decode_seconds": time.perf_counter() - start}))
 

@@ -73,7 +73,7 @@ def export(exp: Path, model: str, out: Path, note: str = "") -> Path:
 def import_bundle(bundle: Path, exp: Path, token_list: Path, bpemodel: Path, name: str) -> Path:
     if not (bundle / "model.pth").is_file():
         raise FileNotFoundError(f"{bundle}: not a model bundle (no model.pth)")
-    check_checkpoint(bundle / "model.pth")  # ESPnet's --init_param loads it with weights_only=False
+    check_checkpoint(bundle / "model.pth")  # ESPnet's --init_param asks for the full unpickler
     if token_list.read_text().split() != (bundle / "tokens.txt").read_text().split():
         raise ValueError(f"{bundle}/tokens.txt differs from {token_list}: the bundle was trained "
                          "with another tokenizer (use its spm.model or retrain)")

@@ -96,15 +96,11 @@ def decode_greedy(train_config: str, model_file: str, wav_scp: str, out: Path, d
 
 
 def _data_type(wav_scp: str) -> str:
-    """ESPnet's input type for a wav.scp: ``kaldi_ark`` for archive entries, else ``sound``."""
-    return "kaldi_ark" if _is_ark(wav_scp) else "sound"
-
-
-def _is_ark(wav_scp: str) -> bool:
-    """A wav.scp whose entries point into Kaldi archives (``file.ark:offset``), as stage 3 dumps."""
+    """ESPnet's input type for a wav.scp: ``kaldi_ark`` when its entries point into Kaldi archives
+    (``file.ark:offset``, as stage 3 dumps), else ``sound``."""
     with open(wav_scp) as f:
         first = f.readline().split(maxsplit=1)
-    return len(first) == 2 and ".ark:" in first[1]
+    return "kaldi_ark" if len(first) == 2 and ".ark:" in first[1] else "sound"
 
 
 def decode_beam(conf: dict, train_config: str, model_file: str, wav_scp: str, out: Path, ngpu: int) -> None:

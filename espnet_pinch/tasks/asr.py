@@ -62,7 +62,7 @@ class PinchASRTask(ASRTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
-        # ESPnet reads --init_param files with weights_only=False; refuse one that needs more.
+        # ESPnet reads --init_param files with the full unpickler; refuse one that needs more.
         for spec in args.init_param or []:
             check_checkpoint(spec.split(":")[0])
         # ... and every load in training is weights-only (the resume file's numpy scalars allowed)

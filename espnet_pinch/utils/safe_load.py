@@ -8,7 +8,7 @@ values (dict, list, tuple, str, numbers, bool, None) and nothing else. Files tha
 load with the full unpickler are first passed through :func:`check_checkpoint` (a message that
 names the file), and ESPnet's training and decoding and S3PRL's upstream build run inside
 :func:`weights_only_loads`, which makes every ``torch.load`` in the process weights-only whatever
-the caller asks for (ESPnet passes ``weights_only=False`` for ``--init_param``, the resume file and
+the caller asks for (ESPnet asks for the full unpickler for ``--init_param``, the resume file and
 ``--asr_model_file``): a file swapped after the check cannot run code either.
 
 No further types are allowed for checkpoints handed in (only the run's own resume file has an
@@ -66,8 +66,8 @@ def _refused(message: str) -> str:
 
 def check_checkpoint(path: str | Path) -> None:
     """Refuse ``path`` unless it loads weights-only: a gate before handing a file to code that
-    loads it with the full unpickler (ESPnet's ``--init_param`` and ``--asr_model_file`` use
-    ``weights_only=False``; S3PRL follows torch's default, which an environment variable can turn
+    loads it with the full unpickler (ESPnet's ``--init_param`` and ``--asr_model_file`` ask for
+    the full one; S3PRL follows torch's default, which an environment variable can turn
     off). Memory-mapped, so it costs little more than reading the pickle."""
     load_checkpoint(path, mmap=True)
 
@@ -89,8 +89,8 @@ RESUME_GLOBALS = _resume_globals()
 
 @contextmanager
 def weights_only_loads(allow: list | tuple = ()) -> Iterator[None]:
-    """Within the block, every ``torch.load`` in this process is weights-only (an explicit
-    ``weights_only=False`` too), with the types in ``allow`` added to torch's safe globals."""
+    """Within the block, every ``torch.load`` in this process is weights-only (a caller asking for
+    the full unpickler too), with the types in ``allow`` added to torch's safe globals."""
     full = torch.load
 
     def load(*args, weights_only=None, **kwargs):  # noqa: ARG001 (the caller's wish is overridden)
