@@ -67,3 +67,28 @@ def test_a_block_with_a_training_key_or_a_base_with_a_method_is_refused(tmp_path
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load((tmp_path / "out/c.yaml").read_text()) == {
         "optim": "adamw", "pruner": "spg", "pruner_conf": {"tau": 0.1}}
+
+
+# What each SPG variant of the AN4 comparison (issue 13) may change against spg.yaml; everything
+# else (the target's ramp, the lambda controller, tau) must be spg.yaml's, so a variant's row in
+# RESULTS.md differs from SPG's by its parametrisation or threshold step only.
+SPG_VARIANT_KEYS = {
+    "spg_raw": {"parametrization", "tau", "threshold_gain"},
+    "spg_sgd": {"threshold_step", "threshold_gain", "threshold_lr"},
+    "spg_psgd": {"threshold_step", "threshold_precondition", "threshold_gain", "threshold_lr"},
+    "spg_psgd_tr": {"threshold_step", "threshold_precondition", "threshold_gain", "threshold_lr",
+                    "threshold_max_step"},
+}
+
+
+def test_spg_variants_differ_from_spg_only_in_their_own_keys():
+    pruner = ROOT / "egs2" / "an4" / "asr1" / "conf" / "pruner"
+    spg = yaml.safe_load((pruner / "spg.yaml").read_text())["pruner_conf"]
+    variants = {p.stem for p in pruner.glob("spg_*.yaml")} - {"spg_struct"}  # another pruner
+    assert variants == set(SPG_VARIANT_KEYS), "a new SPG variant: declare the keys it may change"
+    for name, allowed in SPG_VARIANT_KEYS.items():
+        block = yaml.safe_load((pruner / f"{name}.yaml").read_text())
+        assert block["pruner"] == "spg", name
+        conf = block["pruner_conf"]
+        changed = {k for k in set(spg) | set(conf) if conf.get(k) != spg.get(k)}
+        assert changed and changed <= allowed, (name, sorted(changed - allowed))
