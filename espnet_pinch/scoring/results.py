@@ -383,10 +383,20 @@ def write_record(exp_dir: Path, row: dict, utts: dict) -> None:
     """``<exp_dir>/records/<tag>.json``: what the report needs of one finished run (its row before
     the comparison, and its per-utterance errors per set), so that a later report still has the
     run when its experiment directory (models, logs: too large for git) is gone, e.g. on another
-    machine or in another session. A recipe commits its records; a re-run of the tag rewrites it."""
-    rec = {"row": row, "per_utt": utts,
-           "recorded": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}}
-    write_json(exp_dir / RECORDS / f"{row['tag']}.json", rec)
+    machine or in another session. A recipe commits its records; a re-run of the tag rewrites it.
+    A record whose row and errors are unchanged is left as it is (its date and commit too), so a
+    re-run of stage 9 does not touch the committed records of runs it did not re-run."""
+    path = exp_dir / RECORDS / f"{row['tag']}.json"
+    rec = json.loads(json.dumps({"row": row, "per_utt": utts}))  # as it reads back from the file
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None  # unreadable: rewritten below
+        if isinstance(old, dict) and {k: old.get(k) for k in rec} == rec:
+            return
+    rec["recorded"] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
+    write_json(path, rec)
 
 
 @functools.lru_cache(maxsize=1)

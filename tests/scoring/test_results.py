@@ -391,6 +391,14 @@ def test_runs_whose_directories_are_gone_come_back_from_their_records(tmp_path):
     summary_before = json.loads((exp_dir / "results_summary.json").read_text())["groups"]
     assert sorted(p.name for p in (exp_dir / "records").iterdir()) == [
         "dense_cont_s0.json", "dense_cont_s1.json", "spg_0.8_s0.json", "spg_0.8_s1.json"]
+    # a report over unchanged runs leaves their records (and their stamps) as they are
+    for p in (exp_dir / "records").iterdir():
+        rec = json.loads(p.read_text())
+        rec["recorded"]["date"] = "2000-01-01 00:00:00"
+        p.write_text(json.dumps(rec))
+    stamped = {p.name: p.read_bytes() for p in (exp_dir / "records").iterdir()}
+    assert main(args) == 0
+    assert {p.name: p.read_bytes() for p in (exp_dir / "records").iterdir()} == stamped
 
     for tag in ("dense_cont_s1", "spg_0.8_s0"):  # another machine: models and logs are gone
         shutil.rmtree(exp_dir / f"asr_{tag}")
@@ -412,6 +420,8 @@ def test_runs_whose_directories_are_gone_come_back_from_their_records(tmp_path):
     assert main(args) == 0
     rerun = {r["tag"]: r for r in json.loads(js.read_text())}["spg_0.8_s0"]
     assert "recorded" not in rerun and rerun["wer"] != before[2]["wer"]
+    rec = json.loads((exp_dir / "records" / "spg_0.8_s0.json").read_text())
+    assert rec["row"]["wer"] == rerun["wer"] and rec["recorded"]["date"] != "2000-01-01 00:00:00"
     bad = exp_dir / "records" / "dense_cont_s1.json"
     bad.write_text('{"row": {"tag": "dense_cont_s1"}, "per_utt": {}}')
     with pytest.raises(SystemExit, match=f"{bad}: row field 'method' missing"):
