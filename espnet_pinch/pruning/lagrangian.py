@@ -8,6 +8,20 @@ optimizer steps, resolved by the trainer from the lr schedule's budget (``bind_b
 config ramps over the same share of any budget). lambda1 is a buffer updated by dual ascent, lambda1 += dual_lr * gap, after each
 training step: it integrates the gap until its pull balances the task loss. Why the fixed
 quadratic weight: see the SPG module docstring.
+
+Budget-relative controller (``budget_ref_steps``, optional). The controller's rates are per
+optimizer step: lambda1 integrates the gap once a step, and the method's own parameters
+(thresholds, gates, architecture logits) move about lr x their learning-rate multiplier a step
+(Adam). The target ramp, though, is a fraction of the budget, so its slope per step grows as the
+budget shrinks. On AN4 at 0.65 (budget sweep, 2026-12-03, ``trace.tsv``), SPG's sparsity rose at
+most ~0.023 per step at every budget of 47-188 steps: on 47 steps the ramp asked 0.043 per step and
+training ended at 0.539; on 94 steps (0.022 per step) it lagged, lambda1 wound up and it overshot to
+0.739 before settling at 0.702; on 188 steps (0.011) it followed. With ``budget_ref_steps`` = R
+(the steps the controller was tuned on), a compression of N steps scales both rates by R / N:
+dual_lr here (``bind_budget``), and the learning rate of the method's parameters (the trainer
+scales the ``budget_scaled`` optimizer groups, ``tasks/asr.py``, ``train/schedule.py``), so the
+controller covers the same distance per fraction of the budget at any budget. At N = R nothing
+changes. None: rates per step, as tuned (no scaling).
 """
 from __future__ import annotations
 
@@ -15,12 +29,15 @@ import torch
 
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
-              multipliers: tuple = ("lambda1",)) -> None:
+              multipliers: tuple = ("lambda1",), budget_ref_steps=None) -> None:
     """Validate the term's ``pruner_conf`` entries and give ``module`` the term's state: the
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
-    check_term_conf(warmup_steps, dual_lr, penalty)
+    check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps)
     module.dual_lr, module.penalty = float(dual_lr), float(penalty)
+    module.tuned_dual_lr = module.dual_lr
+    module.budget_ref_steps = None if budget_ref_steps is None else int(budget_ref_steps)
+    module.budget_factor = 1.0  # R / N once the budget is bound
     fraction = 0 < warmup_steps < 1
     module.warmup_fraction = float(warmup_steps) if fraction else None
     module.warmup_steps = None if fraction else int(warmup_steps)
@@ -29,8 +46,12 @@ def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
         module.register_buffer(name, torch.zeros(()))
 
 
-def check_term_conf(warmup_steps, dual_lr, penalty) -> None:
+def check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps=None) -> None:
     """Validate the term's ``pruner_conf`` entries (every method that uses it takes them)."""
+    if budget_ref_steps is not None and (int(budget_ref_steps) != budget_ref_steps
+                                         or budget_ref_steps < 1):
+        raise ValueError(f"pruner_conf.budget_ref_steps must be a whole number >= 1 or null, "
+                         f"got {budget_ref_steps!r}")
     if warmup_steps < 0:
         raise ValueError(f"pruner_conf.warmup_steps must be >= 0, got {warmup_steps!r}")
     if not dual_lr > 0:
@@ -40,9 +61,13 @@ def check_term_conf(warmup_steps, dual_lr, penalty) -> None:
 
 
 def bind_budget(module: torch.nn.Module, total_steps: int) -> None:
-    """Resolve a fractional ``warmup_steps`` against the compression's total optimizer steps."""
+    """Resolve a fractional ``warmup_steps`` against the compression's total optimizer steps and,
+    with ``budget_ref_steps``, set ``budget_factor`` = R / N and dual_lr = the tuned one x it."""
     if getattr(module, "warmup_fraction", None) is not None:
         module.warmup_steps = max(1, round(module.warmup_fraction * total_steps))
+    if getattr(module, "budget_ref_steps", None) is not None:
+        module.budget_factor = module.budget_ref_steps / int(total_steps)
+        module.dual_lr = module.tuned_dual_lr * module.budget_factor
 
 
 def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int | None) -> float:

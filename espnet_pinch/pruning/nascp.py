@@ -25,7 +25,7 @@ fine-tunes the compact model (our choices: the paper gives no schedule).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -43,7 +43,7 @@ class NASCPPruner(StructuredPruner):
         arch_lr_scale: learning-rate multiplier of the architecture logits (> 0).
         warmup_steps: steps over which the target ramps up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
-        dual_lr, penalty: the size term (as in SPG).
+        dual_lr, penalty, budget_ref_steps: the size term (as in SPG, ``lagrangian.py``).
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after the search (the recipe
             reads it; the search itself runs for the config's max_epoch).
@@ -68,6 +68,7 @@ class NASCPPruner(StructuredPruner):
         finalize_tolerance: float = 0.01,
         finetune_epochs: int = 1,
         hard_gap: bool = False,
+        budget_ref_steps: Optional[int] = None,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -81,7 +82,7 @@ class NASCPPruner(StructuredPruner):
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
         self.hard_gap = bool(hard_gap)
         self.arch_lr_scale = float(arch_lr_scale)
-        init_term(self, warmup_steps, dual_lr, penalty)
+        init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps)
         # Candidate widths per group (distinct, increasing; conv keeps at least one channel).
         self.candidates: Dict[str, list] = {}
         for name, g in self.groups.items():

@@ -181,6 +181,9 @@ class SPGPruner(MaskPruner):
             the CTC head.
         dual_lr: dual-ascent step size of the Lagrange multiplier lambda1 (> 0).
         penalty: weight of the quadratic term (>= 0).
+        budget_ref_steps: the compression steps the controller (dual_lr, the thresholds' rate)
+            was tuned on; a budget of N steps scales both by this / N (``lagrangian.py``);
+            None: no scaling.
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0), see the module doc.
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is (>= 0).
@@ -229,6 +232,7 @@ class SPGPruner(MaskPruner):
         threshold_lr: float = 1.0,
         threshold_precondition: str = "none",
         threshold_max_step: Optional[float] = None,
+        budget_ref_steps: Optional[int] = None,
     ):
         if threshold_max_step is not None and not (threshold_step == "sgd" and threshold_max_step > 0):
             raise ValueError("pruner_conf.threshold_max_step must be > 0 and needs threshold_step: sgd, "
@@ -255,7 +259,7 @@ class SPGPruner(MaskPruner):
             raise ValueError(f"pruner_conf.probe_interval must be an integer >= 0, got {probe_interval!r}")
         super().__init__(prunable, target_sparsity, layers)
         self.tau = float(tau)
-        init_term(self, warmup_steps, dual_lr, penalty)
+        init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps)
         self.init_threshold = float(init_threshold)
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)

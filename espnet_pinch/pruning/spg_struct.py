@@ -34,7 +34,7 @@ architecture it will get.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.utils import parametrize
@@ -54,7 +54,7 @@ class SPGStructPruner(StructuredPruner):
         units: conv, heads, ffn (any subset).
         tau: soft-mask temperature, in units of the group's mean score (> 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0).
-        warmup_steps, dual_lr, penalty: the sparsity term (``lagrangian.py``).
+        warmup_steps, dual_lr, penalty, budget_ref_steps: the sparsity term (``lagrangian.py``).
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (the recipe).
     """
@@ -73,6 +73,7 @@ class SPGStructPruner(StructuredPruner):
         penalty: float = 50.0,
         finalize_tolerance: float = 0.01,
         finetune_epochs: int = 0,
+        budget_ref_steps: Optional[int] = None,
     ):
         if target_on not in TARGETS_ON:
             raise ValueError(f"pruner_conf.target_on must be one of {TARGETS_ON}, got {target_on!r}")
@@ -84,7 +85,8 @@ class SPGStructPruner(StructuredPruner):
         self.target_on = target_on
         self.targets: Dict[str, float] = {"all": self.target_sparsity}
         self.tau, self.gain = float(tau), float(threshold_gain)
-        init_term(self, warmup_steps, dual_lr, penalty, multipliers=("lambda1_all",))
+        init_term(self, warmup_steps, dual_lr, penalty, multipliers=("lambda1_all",),
+                  budget_ref_steps=budget_ref_steps)
         self.thresholds = torch.nn.ParameterDict(
             {self._key(n): torch.nn.Parameter(torch.zeros(())) for n in self.groups})
         if target_on == "macs":

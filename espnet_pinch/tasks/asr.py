@@ -20,7 +20,7 @@ from espnet_pinch.encoder.linear import LinearEncoder
 from espnet_pinch.frontend.s3prl import PinchS3prlFrontend
 from espnet_pinch.model.asr import PinchESPnetASRModel
 from espnet_pinch.pruning import PRUNERS, AbsPruner
-from espnet_pinch.train.optim import add_plain_sgd_group
+from espnet_pinch.train.optim import add_budget_scaled_group, add_plain_sgd_group
 from espnet_pinch.train.schedule import BudgetLR
 from espnet_pinch.train.trainer import PinchTrainer
 from espnet_pinch.utils.safe_load import RESUME_GLOBALS, check_checkpoint, weights_only_loads
@@ -84,6 +84,8 @@ class PinchASRTask(ASRTask):
         pruner = getattr(getattr(model, "module", model), "pruner", None)
         if pruner is not None:
             add_plain_sgd_group(optimizers[0], *pruner.plain_sgd_parameters())
+            if getattr(pruner, "budget_ref_steps", None) is not None:  # pruning/lagrangian.py
+                add_budget_scaled_group(optimizers[0], pruner.parameters())
         return optimizers
 
     @classmethod

@@ -10,6 +10,11 @@ group too, ``zero_grad`` clears it, and the group's learning rate follows the ru
 like every other group's (``BudgetLR`` scales each group's base rate by one common factor, and
 ESPnet logs it as ``optim0_lr<group>``). Plain SGD has no state, so nothing is added to the
 checkpoint beyond the group's hyper-parameters.
+
+``add_budget_scaled_group(optimizer, params)`` moves ``params`` into a group of their own with the
+hyper-parameters of the group they were in, flagged ``budget_scaled``: the optimizer's rule is
+unchanged (Adam is per parameter), but ``BudgetLR.scale_groups`` can then scale that group's rate
+alone (a pruner's parameters under a budget-relative controller, ``pruning/lagrangian.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,30 @@ from typing import Iterable, Optional, Sequence
 import torch
 
 FLAG = "plain_sgd"
+BUDGET_FLAG = "budget_scaled"
+
+
+def add_budget_scaled_group(optimizer: torch.optim.Optimizer,
+                            params: Iterable[torch.nn.Parameter]) -> None:
+    """Move ``params`` (those the optimizer's ordinary groups hold) into one group flagged
+    ``budget_scaled`` with their former group's hyper-parameters; a plain-SGD group is flagged
+    too. Call before the scheduler is built (it records each group's base rate)."""
+    own = {id(p) for p in params}
+    for g in optimizer.param_groups:
+        if g.get(FLAG) and any(id(p) in own for p in g["params"]):
+            g[BUDGET_FLAG] = True
+    src = [g for g in optimizer.param_groups if not g.get(FLAG) and any(id(p) in own for p in g["params"])]
+    if not src:
+        return
+    if len({tuple(sorted((k, repr(v)) for k, v in g.items() if k != "params")) for g in src}) > 1:
+        raise RuntimeError("the pruner's parameters sit in optimizer groups with different "
+                           "settings: one budget-scaled group cannot keep them")
+    moved = [p for g in src for p in g["params"] if id(p) in own]
+    for g in src:
+        g["params"] = [p for p in g["params"] if id(p) not in own]
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    settings = {k: v for k, v in src[0].items() if k != "params"}
+    optimizer.add_param_group({**settings, "params": moved, BUDGET_FLAG: True})
 
 
 def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter],

@@ -87,6 +87,19 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         if trace_path is not None and not Path(trace_path).exists():
             Path(trace_path).write_text("\t".join(TRACE_COLUMNS) + "\n")
 
+    def scale_groups(self, flag: str, factor: float) -> None:
+        """The groups flagged ``flag`` get ``factor`` x the base rate they were built with
+        (``initial_lr``: idempotent, and a resumed scheduler's saved base rates agree); the lr of
+        the coming step is re-applied. For a budget-relative controller (``pruning/lagrangian.py``)."""
+        if not factor > 0:
+            raise ValueError(f"BudgetLR: a group's rate factor must be > 0, got {factor!r}")
+        for i, g in enumerate(self.optimizer.param_groups):
+            if g.get(flag):
+                self.base_lrs[i] = g["initial_lr"] * float(factor)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
     def global_step(self) -> int:
         """k of the coming optimizer step (1-based, over the whole compression)."""
         return self.start_epoch * (self.steps_per_epoch or 0) + self.last_epoch + 1

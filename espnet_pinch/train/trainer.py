@@ -36,6 +36,7 @@ import torch
 from espnet2.train.trainer import Trainer
 from torch.nn.utils import parametrize
 
+from espnet_pinch.train.optim import BUDGET_FLAG
 from espnet_pinch.train.schedule import TRACE, BudgetLR
 
 CHECKPOINT = "checkpoint.pth"
@@ -128,6 +129,12 @@ class PinchTrainer(Trainer):
             pruner = getattr(core, "pruner", None)
             if pruner is not None:
                 pruner.bind_budget(budget[0].budget_epochs * steps)
+                if getattr(pruner, "budget_ref_steps", None) is not None:  # pruning/lagrangian.py
+                    for s in budget:
+                        s.scale_groups(BUDGET_FLAG, pruner.budget_factor)
+                    logging.info(f"pruner: controller tuned on {pruner.budget_ref_steps} steps, "
+                                 f"this budget has {budget[0].budget_epochs * steps}: dual_lr and "
+                                 f"the pruner's learning rate x {pruner.budget_factor:.4g}")
                 logging.info(f"pruner: target ramp over {getattr(pruner, 'warmup_steps', None)} "
                              f"of {budget[0].budget_epochs * steps} steps")
             logging.info(f"lr schedule: {budget[0].__class__.__name__} over "

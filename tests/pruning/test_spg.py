@@ -206,6 +206,8 @@ def test_sparse_roundtrip_conv_shapes():
     ({"threshold_precondition": "size"}, "pruner_conf.threshold_precondition needs"),
     ({"threshold_max_step": 0.1}, "pruner_conf.threshold_max_step"),
     ({"threshold_step": "sgd", "threshold_max_step": 0.0}, "pruner_conf.threshold_max_step"),
+    ({"budget_ref_steps": 0}, "pruner_conf.budget_ref_steps"),
+    ({"budget_ref_steps": 1.5}, "pruner_conf.budget_ref_steps"),
 ])
 def test_bad_config_names_the_key(conf, key):
     with pytest.raises(ValueError, match=key):
@@ -225,6 +227,27 @@ def test_target_ramp_as_a_fraction_of_the_budget():
     assert pruner.current_target() == 0.0
     pruner.step.fill_(30)
     assert pruner.current_target() == pytest.approx(0.5 * 30 / 75)
+
+
+@pytest.mark.parametrize("ref, total, factor", [(None, 47, 1.0), (188, 188, 1.0), (188, 47, 4.0),
+                                                (188, 376, 0.5)])
+def test_budget_relative_controller_scales_the_dual_step_by_ref_over_budget(ref, total, factor):
+    """lambda1 after one step = factor x dual_lr x gap: a 47-step budget integrates 4x faster per
+    step what a 188-step one does, so both cover the same per fraction of the budget."""
+    model = mlp()
+    pruner = SPGPruner(layers_of(model), target_sparsity=0.5, layers=["l*"], warmup_steps=0,
+                       dual_lr=20.0, penalty=0.0, budget_ref_steps=ref)
+    pruner.bind_budget(total)
+    assert pruner.budget_factor == pytest.approx(factor)
+    pruner.train()
+    pruner.before_forward()
+    model(torch.randn(2, 16))
+    _, stats = pruner.loss()
+    gap = float(stats["sparsity"]) - 0.5
+    assert abs(gap) > 0.1
+    assert float(pruner.lambda1) == pytest.approx(factor * 20.0 * gap, rel=1e-4)
+    pruner.bind_budget(total)  # bound again (a resumed run): from the tuned value, not compounded
+    assert pruner.dual_lr == pytest.approx(factor * 20.0)
 
 
 def test_probe_splits_each_thresholds_gradient_into_asr_and_sparsity_parts():
