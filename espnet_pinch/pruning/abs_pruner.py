@@ -105,6 +105,12 @@ class AbsPruner(torch.nn.Module, ABC):
         ([], 0.0, None) by default: every parameter of the method is the optimizer's."""
         return [], 0.0, None
 
+    def own_parameters(self) -> list:
+        """The method's own trainable parameters (thresholds, gates, architecture weights),
+        wherever they live: the pruner module's by default (a masked method's sit in its layers'
+        parametrizations, ``masked.py``)."""
+        return list(self.parameters())
+
     def num_extra_params(self) -> int:
         """Parameters the method adds during training (thresholds, gates, architecture weights)."""
-        return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.own_parameters())

@@ -48,8 +48,8 @@ class MaskPruner(AbsPruner):
         for name, layer in self.layers.items():
             yield name, layer.parametrizations.weight[0], layer.parametrizations.weight.original
 
-    def num_extra_params(self) -> int:
-        return sum(p.numel() for _, g, _ in self.gates() for p in g.parameters())
+    def own_parameters(self) -> list:
+        return [p for _, g, _ in self.gates() for p in g.parameters()]
 
     @torch.no_grad()
     def sparsity(self) -> Dict[str, object]:

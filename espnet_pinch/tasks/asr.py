@@ -85,7 +85,7 @@ class PinchASRTask(ASRTask):
         if pruner is not None:
             add_plain_sgd_group(optimizers[0], *pruner.plain_sgd_parameters())
             if getattr(pruner, "budget_ref_steps", None) is not None:  # pruning/lagrangian.py
-                add_budget_scaled_group(optimizers[0], pruner.parameters())
+                add_budget_scaled_group(optimizers[0], pruner.own_parameters())
         return optimizers
 
     @classmethod

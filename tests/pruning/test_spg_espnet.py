@@ -79,6 +79,20 @@ def test_sgd_thresholds_get_their_own_group_in_the_models_optimizer(tiny_ckpt, t
     assert len(opt.param_groups) == 1
 
 
+def test_budget_relative_thresholds_get_their_own_scaled_group(tiny_ckpt, tmp_path):
+    """SPG's thresholds live in the layers' parametrizations, not in the pruner module: the
+    budget-scaled group must still hold exactly them (pruning/lagrangian.py)."""
+    conf = {"target_sparsity": 0.5, "warmup_steps": 0, "budget_ref_steps": 188}
+    args = build_args(tiny_ckpt, tmp_path, pruner_conf=conf)
+    model = PinchASRTask.build_model(args)
+    (opt,) = PinchASRTask.build_optimizers(args, model)
+    thresholds = {id(g.threshold) for _, g, _ in model.pruner.gates()}
+    main, own = opt.param_groups
+    assert {id(p) for p in own["params"]} == thresholds and own["budget_scaled"]
+    assert not own.get("plain_sgd") and own["lr"] == main["lr"]  # Adam, scaled only when bound
+    assert len(main["params"]) + len(thresholds) == len(list(model.parameters()))
+
+
 def test_unknown_pruner_key_is_reported(tiny_ckpt, tmp_path):
     with pytest.raises(ValueError, match="pruner_conf"):
         PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path, pruner_conf={"sparsity_goal": 1}))
