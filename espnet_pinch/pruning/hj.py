@@ -100,7 +100,7 @@ class HJPruner(StructuredPruner):
         alpha_lr_scale: learning-rate multiplier of log_alpha (> 0), see ``HardConcrete``.
         warmup_steps: steps over which the targets ramp up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
-        dual_lr, penalty, budget_ref_steps: the sparsity term (``lagrangian.py``).
+        dual_lr, penalty, budget_ref_steps, dual_gap_clip: the sparsity term (``lagrangian.py``).
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the
             recipe; 0 = the pruning run is the whole compression, as in the paper).
@@ -124,6 +124,7 @@ class HJPruner(StructuredPruner):
         finalize_tolerance: float = 0.01,
         finetune_epochs: int = 0,
         budget_ref_steps: Optional[int] = None,
+        dual_gap_clip: Optional[float] = None,
     ):
         if not alpha_lr_scale > 0:
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
@@ -140,7 +141,7 @@ class HJPruner(StructuredPruner):
                     self.target_sparsity if transformer_target is None else transformer_target)}
         init_term(self, warmup_steps, dual_lr, penalty,
                   multipliers=tuple(f"lambda1_{part}" for part in self.targets),
-                  budget_ref_steps=budget_ref_steps)
+                  budget_ref_steps=budget_ref_steps, dual_gap_clip=dual_gap_clip)
         self.gates = torch.nn.ModuleDict({
             self._key(n): HardConcrete(g.num_units, init_log_alpha, alpha_lr_scale)
             for n, g in self.groups.items()})
@@ -213,7 +214,7 @@ class HJPruner(StructuredPruner):
             target = warmed_up_target(self.targets[part], self.step, self.warmup_steps)
             term = term + sparsity_term(s - target, getattr(self, f"lambda1_{part}"),
                                         torch.zeros((), dtype=torch.long), self.penalty,
-                                        self.dual_lr, update)
+                                        self.dual_lr, update, gap_clip=self.dual_gap_clip)
             stats[f"expected_{part}"] = s.detach()
             stats[f"achieved_{part}"] = torch.tensor(chosen[part])  # deterministic masks
             stats[f"target_{part}"] = torch.tensor(target)

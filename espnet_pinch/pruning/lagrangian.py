@@ -22,6 +22,11 @@ dual_lr here (``bind_budget``), and the learning rate of the method's parameters
 scales the ``budget_scaled`` optimizer groups, ``tasks/asr.py``, ``train/schedule.py``), so the
 controller covers the same distance per fraction of the budget at any budget. At N = R nothing
 changes. None: rates per step, as tuned (no scaling).
+
+Anti-windup (``dual_gap_clip``, optional): lambda1 integrates the gap clipped to [-c, c], so a lag
+the method's parameters cannot close faster (HJ's gates stall for ~20 steps while the lr warms
+up: 0.05 where the ramp asks 0.23-0.32) winds lambda1 up by at most dual_lr x c a step; the loss
+term itself still sees the whole gap. None: no clip.
 """
 from __future__ import annotations
 
@@ -29,11 +34,15 @@ import torch
 
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
-              multipliers: tuple = ("lambda1",), budget_ref_steps=None) -> None:
+              multipliers: tuple = ("lambda1",), budget_ref_steps=None,
+              dual_gap_clip=None) -> None:
     """Validate the term's ``pruner_conf`` entries and give ``module`` the term's state: the
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
     check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps)
+    if dual_gap_clip is not None and not dual_gap_clip > 0:
+        raise ValueError(f"pruner_conf.dual_gap_clip must be > 0 or null, got {dual_gap_clip!r}")
+    module.dual_gap_clip = None if dual_gap_clip is None else float(dual_gap_clip)
     module.dual_lr, module.penalty = float(dual_lr), float(penalty)
     module.tuned_dual_lr = module.dual_lr
     module.budget_ref_steps = None if budget_ref_steps is None else int(budget_ref_steps)
@@ -81,12 +90,14 @@ def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int | None
 
 
 def sparsity_term(gap: torch.Tensor, lambda1: torch.Tensor, step: torch.Tensor, penalty: float,
-                  dual_lr: float, update: bool) -> torch.Tensor:
-    """The loss term; with ``update`` also the dual-ascent step of lambda1 and ``step += 1``."""
+                  dual_lr: float, update: bool, gap_clip: float | None = None) -> torch.Tensor:
+    """The loss term; with ``update`` also the dual-ascent step of lambda1 (on the gap clipped to
+    [-gap_clip, gap_clip] if given) and ``step += 1``."""
     # lambda1 enters as a constant of this step (cloned: it is updated in place below).
     term = lambda1.clone() * gap + penalty * gap ** 2
     if update:
         with torch.no_grad():
-            lambda1.add_(dual_lr * gap.detach())
+            g = gap.detach() if gap_clip is None else gap.detach().clamp(-gap_clip, gap_clip)
+            lambda1.add_(dual_lr * g)
             step.add_(1)
     return term

@@ -184,6 +184,8 @@ class SPGPruner(MaskPruner):
         budget_ref_steps: the compression steps the controller (dual_lr, the thresholds' rate)
             was tuned on; a budget of N steps scales both by this / N (``lagrangian.py``);
             None: no scaling.
+        dual_gap_clip: largest |gap| lambda1 integrates in one step (anti-windup,
+            ``lagrangian.py``); None: no clip.
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0), see the module doc.
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is (>= 0).
@@ -233,6 +235,7 @@ class SPGPruner(MaskPruner):
         threshold_precondition: str = "none",
         threshold_max_step: Optional[float] = None,
         budget_ref_steps: Optional[int] = None,
+        dual_gap_clip: Optional[float] = None,
     ):
         if threshold_max_step is not None and not (threshold_step == "sgd" and threshold_max_step > 0):
             raise ValueError("pruner_conf.threshold_max_step must be > 0 and needs threshold_step: sgd, "
@@ -259,7 +262,8 @@ class SPGPruner(MaskPruner):
             raise ValueError(f"pruner_conf.probe_interval must be an integer >= 0, got {probe_interval!r}")
         super().__init__(prunable, target_sparsity, layers)
         self.tau = float(tau)
-        init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps)
+        init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps,
+                  dual_gap_clip=dual_gap_clip)
         self.init_threshold = float(init_threshold)
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)
@@ -333,7 +337,7 @@ class SPGPruner(MaskPruner):
         s = 1.0 - kept / total
         target = self.current_target()
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
-                             update=update)
+                             update=update, gap_clip=self.dual_gap_clip)
         if probe:
             self._start_probe(step, term, per_layer)
         stats = {"loss_sparsity": term.detach(), "sparsity": s.detach(),

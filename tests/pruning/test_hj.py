@@ -47,6 +47,27 @@ def test_multipliers_move_towards_the_target(tiny_ckpt, tmp_path):
     assert model.pruner.lambda1_all.item() > low + 0.2  # rises: pulls the sparsity down
 
 
+def test_dual_gap_clip_bounds_lambda1s_windup_not_the_term(tiny_ckpt, tmp_path):
+    """Anti-windup: far below the target, lambda1 moves by dual_lr x clip, not dual_lr x gap;
+    the loss term still sees the whole gap (its value is the unclipped one's)."""
+    out = {}
+    for clip in (None, 0.05):
+        torch.manual_seed(0)
+        model = hj_model(tiny_ckpt, tmp_path, target_sparsity=0.8, dual_lr=10.0, penalty=50.0,
+                         dual_gap_clip=clip)
+        model.train()
+        _, stats, _ = model(**batch())
+        out[clip] = (float(stats["expected_all"]) - 0.8, model.pruner.lambda1_all.item(),
+                     float(stats["loss_sparsity"]))
+    gap = out[None][0]
+    assert gap < -0.5                                       # near dense: far below 0.8
+    assert out[None][1] == pytest.approx(10.0 * gap, rel=1e-5)
+    assert out[0.05][1] == pytest.approx(10.0 * -0.05, rel=1e-5)
+    assert out[0.05][0] == pytest.approx(gap, rel=1e-5) and out[0.05][2] == pytest.approx(out[None][2])
+    with pytest.raises(ValueError, match="pruner_conf.dual_gap_clip"):
+        hj_model(tiny_ckpt, tmp_path, dual_gap_clip=0.0)
+
+
 @pytest.mark.parametrize("variant,conf", [
     ("size", {}),
     ("macs", {}),
