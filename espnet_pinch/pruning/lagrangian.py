@@ -39,9 +39,7 @@ def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
     """Validate the term's ``pruner_conf`` entries and give ``module`` the term's state: the
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
-    check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps)
-    if dual_gap_clip is not None and not dual_gap_clip > 0:
-        raise ValueError(f"pruner_conf.dual_gap_clip must be > 0 or null, got {dual_gap_clip!r}")
+    check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps, dual_gap_clip)
     module.dual_gap_clip = None if dual_gap_clip is None else float(dual_gap_clip)
     module.dual_lr, module.penalty = float(dual_lr), float(penalty)
     module.tuned_dual_lr = module.dual_lr
@@ -55,8 +53,11 @@ def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
         module.register_buffer(name, torch.zeros(()))
 
 
-def check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps=None) -> None:
+def check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps=None,
+                    dual_gap_clip=None) -> None:
     """Validate the term's ``pruner_conf`` entries (every method that uses it takes them)."""
+    if dual_gap_clip is not None and not dual_gap_clip > 0:
+        raise ValueError(f"pruner_conf.dual_gap_clip must be > 0 or null, got {dual_gap_clip!r}")
     if budget_ref_steps is not None and (int(budget_ref_steps) != budget_ref_steps
                                          or budget_ref_steps < 1):
         raise ValueError(f"pruner_conf.budget_ref_steps must be a whole number >= 1 or null, "
