@@ -15,13 +15,15 @@ gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for eve
 per-layer RMS scaling; it starts from the same masks as ``rms``.
 
 Which form is the default, by the measured frontier (AN4, 4 epochs = 188 steps, greedy CTC,
-2026-12-03, controller dual_lr 20 / penalty 500, README "SPG variants"): test WER at 0.8 and 0.9
-(seed 0) rms 29.62 / 43.86, raw 28.20 / 44.24, variant (c) with the trust region (below) 29.50 /
-42.30; UMP 42.56 / 95.60; dense_cont 23.42. The three forms are within 1.9 points of each other
-at 0.9 and 1.4 at 0.8, while rms's two seeds differ by 0.5 at 0.9 and 1.6 at 0.8: not
-separated (one seed per variant). ``rms`` stays the default because nothing measured favours
-a change; all three lie far above UMP at 0.8 and 0.9. Earlier (2026-12-02, dual_lr 5 / penalty
-50) rms and raw were not separated at 0.65 either (25.94 +- 0.46 / 25.30 +- 0.09, two seeds).
+controller dual_lr 20 / penalty 500, seeds 0 and 1, RESULTS.md "Over seeds", README "SPG: the
+controller and the variants", 2026-12-03): test WER mean over the seeds at 0.65 / 0.8 / 0.9:
+rms 26.20 / 30.40 / 44.11, raw 24.77 / 28.59 / 44.56, variant (c) with the trust region (below)
+25.94 / 29.18 / 42.43; UMP 28.79 / 42.37 / 95.73; dense_cont 23.36. Frontier (highest target not
+significantly above dense_cont, paired bootstrap pooled over seeds): raw 0.65 (p = 0.15), rms
+0.5 (0.65: p < 0.002), (c) none of 0.65-0.9. By that rule ``raw`` should be the default. ``rms``
+still is, only because the comparison's SPG rows and budget sweep were run with it and switching
+means re-running them with ``raw`` first; the seeds' spread (raw at 0.65: +-1.19) is as large as
+the gap to rms (1.43), so the switch rests on the frontier rule, not on a separated difference.
 
 The controller decides more than the form. With dual_lr 5 / penalty 50, SPG ended 0.778 of 0.8
 and 0.823 of 0.9 before the snap (test WER 31.69 / 72.96); a larger Adam step (threshold_gain
