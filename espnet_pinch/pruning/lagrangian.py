@@ -26,7 +26,9 @@ changes. None: rates per step, as tuned (no scaling).
 Anti-windup (``dual_gap_clip``, optional): lambda1 integrates the gap clipped to [-c, c], so a lag
 the method's parameters cannot close faster (HJ's gates stall for ~20 steps while the lr warms
 up: 0.05 where the ramp asks 0.23-0.32) winds lambda1 up by at most dual_lr x c a step; the loss
-term itself still sees the whole gap. None: no clip.
+term itself still sees the whole gap. None: no clip. Not enough alone for HJ on AN4 (clip 0.02,
+dual_lr 100: 0.65 overshoots to 0.721, 0.9 ends at 0.853; README), so no AN4 config sets it.
+Neither option scales SPG's ``threshold_max_step`` (a per-step cap) with the budget.
 """
 from __future__ import annotations
 
