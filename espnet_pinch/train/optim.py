@@ -26,6 +26,14 @@ FLAG = "plain_sgd"
 BUDGET_FLAG = "budget_scaled"
 
 
+def _take_out(groups: list, own: set) -> None:
+    """Remove the parameters whose id is in ``own`` from ``groups`` (in place), and the groups
+    left empty."""
+    for g in groups:
+        g["params"] = [p for p in g["params"] if id(p) not in own]
+    groups[:] = [g for g in groups if g["params"]]
+
+
 def add_budget_scaled_group(optimizer: torch.optim.Optimizer,
                             params: Iterable[torch.nn.Parameter]) -> None:
     """Move ``params`` (those the optimizer's ordinary groups hold) into one group flagged
@@ -42,10 +50,8 @@ def add_budget_scaled_group(optimizer: torch.optim.Optimizer,
         raise RuntimeError("the pruner's parameters sit in optimizer groups with different "
                            "settings: one budget-scaled group cannot keep them")
     moved = [p for g in src for p in g["params"] if id(p) in own]
-    for g in src:
-        g["params"] = [p for p in g["params"] if id(p) not in own]
-    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
     settings = {k: v for k, v in src[0].items() if k != "params"}
+    _take_out(optimizer.param_groups, own)
     optimizer.add_param_group({**settings, "params": moved, BUDGET_FLAG: True})
 
 
@@ -63,9 +69,7 @@ def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch
     if any(g.get(FLAG) for g in optimizer.param_groups):
         raise RuntimeError("this optimizer already has a plain-SGD group")
     own = {id(p) for p in params}
-    for g in optimizer.param_groups:  # built over model.parameters(): take ours out
-        g["params"] = [p for p in g["params"] if id(p) not in own]
-    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    _take_out(optimizer.param_groups, own)  # built over model.parameters(): take ours out
     # the optimizer's defaults fill the group's other keys (betas, eps, ...): unused here
     optimizer.add_param_group({"params": params, "lr": float(lr), "weight_decay": 0.0, FLAG: True})
     caps = {p: float(m) for p, m in zip(params, max_steps)} if max_steps is not None else {}

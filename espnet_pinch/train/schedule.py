@@ -80,12 +80,17 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         if self.start_epoch + int(max_epoch) > self.budget_epochs:
             raise ValueError(f"BudgetLR: start_epoch {self.start_epoch} + max_epoch {max_epoch} "
                              f"exceeds budget_epochs {self.budget_epochs}")
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self._apply_lr()
         self.trace_path, self.observe, self.probe = trace_path, observe or dict, probe or dict
         if trace_path is not None and not Path(trace_path).exists():
             Path(trace_path).write_text("\t".join(TRACE_COLUMNS) + "\n")
+
+    def _apply_lr(self) -> None:
+        """Set every group's lr to the schedule's for the coming step (after a change of the
+        budget or of a group's base rate)."""
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def scale_groups(self, flag: str, factor: float) -> None:
         """The groups flagged ``flag`` get ``factor`` x the base rate they were built with
@@ -96,9 +101,7 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         for i, g in enumerate(self.optimizer.param_groups):
             if g.get(flag):
                 self.base_lrs[i] = g["initial_lr"] * float(factor)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self._apply_lr()
 
     def global_step(self) -> int:
         """k of the coming optimizer step (1-based, over the whole compression)."""
