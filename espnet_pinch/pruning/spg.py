@@ -11,8 +11,11 @@ multiplier (Adam moves theta by about lr per step, and t_l must travel ~0.7 RMS 
 within the warm-up; at lr 5e-4 and gain 1 that would take ~1,400 steps).
 
 Variant (``parametrization: raw``, the paper's form): the learned threshold is t_l = theta_l *
-gain on W^2 itself, M = sigmoid((W^2 - t_l) / tau) with one absolute tau for every layer, and no
-per-layer RMS scaling; it starts from the same masks as ``rms``.
+gain * u on W^2 itself, M = sigmoid((W^2 - t_l) / (2 * tau * u)) with one temperature for every
+layer, and no per-layer RMS scaling; it starts from the same masks as ``rms``. u is ONE unit for
+the whole model, the median over the gated layers of their mean W^2 at calibration (ours: the
+paper's t_l and tau are absolute, which ties a config to one model's weight scale; with u the same
+tau and gain mean the same on any upstream, and layers are still compared on one absolute scale).
 
 Which form is the default, by the measured frontier (AN4, 4 epochs = 188 steps, greedy CTC,
 controller dual_lr 20 / penalty 500, seeds 0 and 1, RESULTS.md "Over seeds", README "SPG: the
@@ -20,10 +23,14 @@ controller and the variants", 2026-12-03): test WER mean over the seeds at 0.65 
 rms 26.20 / 30.40 / 44.11, raw 24.77 / 28.59 / 44.56, variant (c) with the trust region (below)
 25.94 / 29.18 / 42.43; UMP 28.79 / 42.37 / 95.73; dense_cont 23.36. Frontier (highest target not
 significantly above dense_cont, paired bootstrap pooled over seeds): raw 0.65 (p = 0.15), rms
-0.5 (0.65: p < 0.002), (c) none of 0.65-0.9. By that rule ``raw`` should be the default. ``rms``
-still is, only because the comparison's SPG rows and budget sweep were run with it and switching
-means re-running them with ``raw`` first; the seeds' spread (raw at 0.65: +-1.19) is as large as
-the gap to rms (1.43), so the switch rests on the frontier rule, not on a separated difference.
+0.5 (0.65: p < 0.002), (c) none of 0.65-0.9. By that rule ``raw`` is the default
+(``conf/pruner/spg.yaml`` since 2026-12-06; ``rms`` is ``spg_rms.yaml``, and the comparison's
+earlier ``spg`` rows are its runs, renamed); the seeds' spread (raw at 0.65: +-1.19) is as large
+as the gap to rms (1.43), so the choice rests on the frontier rule, not on a separated difference.
+The default runs raw with dual_lr 60, not the variants' 20: at 20, raw reached 0.9 only at step
+165-177 of 188 (0.882 before the snap); at 60 (seed 0, search only) it is within 0.02 of 0.9 from
+step 91 and of 0.65 from step 57 (peak 0.665), while a doubled threshold_gain at 20 still lagged
+(0.860 at step 96): the thresholds were held by the ASR loss, not speed-limited.
 
 The controller decides more than the form. With dual_lr 5 / penalty 50, SPG ended 0.778 of 0.8
 and 0.823 of 0.9 before the snap (test WER 31.69 / 72.96); a larger Adam step (threshold_gain
@@ -144,13 +151,14 @@ class SPGGate(torch.nn.Module):
         self.gain = gain
         self.parametrization = parametrization
         self.threshold = torch.nn.Parameter(torch.zeros(()))  # theta_l
-        self.register_buffer("scale", torch.ones(()))  # s_l = mean(W^2) at calibration
+        # rms: s_l = this layer's mean W^2 at calibration; raw: u, one unit for the whole model
+        self.register_buffer("scale", torch.ones(()))
         self.kept = None
 
     def t2(self) -> torch.Tensor:
-        """The threshold on W^2: rms (theta * gain)^2 * s_l; raw theta * gain (the paper's t_l)."""
+        """The threshold on W^2: rms (theta * gain)^2 * s_l; raw theta * gain * u (the paper's t_l)."""
         if self.parametrization == "raw":
-            return self.threshold * self.gain
+            return self.threshold * self.gain * self.scale
         return (self.threshold * self.gain) ** 2 * self.scale
 
     def t(self) -> torch.Tensor:
@@ -158,8 +166,8 @@ class SPGGate(torch.nn.Module):
         return self.t2().clamp_min(0).sqrt()
 
     def denom(self) -> float:
-        """The soft mask's temperature on W^2: rms 2 tau s_l (per layer); raw tau (one for all)."""
-        return float(self.tau if self.parametrization == "raw" else 2 * self.tau * self.scale)
+        """The soft mask's temperature on W^2: 2 tau s_l (rms: per layer; raw: one for all)."""
+        return float(2 * self.tau * self.scale)
 
     def soft(self, w: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((w * w - self.t2()) / self.denom())
@@ -175,7 +183,8 @@ class SPGGate(torch.nn.Module):
 class SPGPruner(MaskPruner):
     """Args (``pruner_conf``; ``prunable`` comes from the model):
         target_sparsity: overall fraction of gated weights to remove, in [0, 1).
-        tau: soft-mask temperature (> 0), relative to each layer's mean squared weight.
+        tau: soft-mask temperature (> 0), relative to each layer's mean squared weight (rms) or
+            to the model's unit u, the median gated layer's mean squared weight (raw).
         warmup_steps: training steps over which the target ramps up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
         layers: glob patterns of layers to gate (``pruning/layers.py``; default: the upstream
@@ -193,8 +202,8 @@ class SPGPruner(MaskPruner):
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is (>= 0).
         parametrization: rms (default): theta_l in units of the layer's RMS weight and a soft
             mask whose temperature is tau x the layer's mean W^2; raw (the paper's): a threshold
-            t_l = theta_l x threshold_gain on W^2 itself and one absolute temperature tau (in
-            W^2 units) for every layer.
+            t_l = theta_l x threshold_gain x u on W^2 itself and one temperature 2 tau u for every
+            layer (u: the median over the gated layers of their mean W^2, one number per model).
         probe_interval: every this many training steps, record each layer's threshold and
             sparsity and the two parts of its threshold's gradient, from the ASR loss and from
             the sparsity term (``take_probe``; the trainer writes them to ``layers.jsonl``
@@ -213,7 +222,7 @@ class SPGPruner(MaskPruner):
             sparsity pulls keep their ratio (done as a per-layer threshold gain, sqrt of that
             factor, fixed by the layer shapes).
         threshold_max_step: with ``threshold_step: sgd``, the largest change of a threshold in one
-            step, in its own units (rms: the layer's RMS weight; raw: W^2): a trust region, so
+            step, in its own units (rms: the layer's RMS weight; raw: u on W^2): a trust region, so
             that one noisy batch cannot move a small layer's threshold past all its weights;
             None (default): no bound.
     """
@@ -299,12 +308,14 @@ class SPGPruner(MaskPruner):
         Done once, lazily, at the first forward pass, so that weights loaded after the model was
         built (``--init_param``) are the ones measured; on resume ``calibrated`` is already set.
         """
-        for _, gate, w in self.gates():
-            ms = w.pow(2).mean().clamp_min(1e-12)
-            gate.scale.copy_(ms)
+        gates = [(gate, w.pow(2).mean().clamp_min(1e-12)) for _, gate, w in self.gates()]
+        unit = torch.stack([ms for _, ms in gates]).median()  # raw's one unit for the model
+        for gate, ms in gates:
             if self.parametrization == "raw":  # the same starting mask as rms: t_l = (init * RMS)^2
-                gate.threshold.fill_(float(self.init_threshold ** 2 * ms) / self.threshold_gain)
+                gate.scale.copy_(unit)
+                gate.threshold.fill_(float(self.init_threshold ** 2 * ms / unit) / self.threshold_gain)
             else:
+                gate.scale.copy_(ms)
                 gate.threshold.fill_(self.init_threshold / self.threshold_gain)
         self.calibrated.fill_(True)
 

@@ -594,7 +594,9 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         lines += ["", f"† from its run record (`exp/{RECORDS}/<tag>.json`, written when the run "
                   "finished; its experiment directory was not there when this table was written): "
                   + "; ".join(f"{r['tag']} ({r['recorded'].get('date', '?')}, commit "
-                              f"{r['recorded'].get('commit') or '?'})" for r in recorded)
+                              f"{r['recorded'].get('commit') or '?'}"
+                              + (f", run as {r['recorded']['run_as']}" if r['recorded'].get('run_as')
+                                 else "") + ")" for r in recorded)
                   + ". Times (train s, compress s, decode RTF, speedups) come from the machine "
                   "that ran it."]
     lines += ["", f"p vs {ref}: paired bootstrap test (Bisani & Ney, 2004) of the difference between "

@@ -292,14 +292,15 @@ def test_probe_interval_is_checked():
         SPGPruner(layers_of(mlp()), layers=["l*"], probe_interval=-1)
 
 
-def test_raw_parametrization_thresholds_w2_with_one_absolute_temperature():
-    """The paper's form: t_l = theta * gain on W^2, soft mask sigmoid((W^2 - t_l) / tau), no
-    per-layer scale; its fused gradients equal plain autograd on the surrogate."""
+def test_raw_parametrization_thresholds_w2_with_one_model_wide_unit():
+    """The paper's form: t_l = theta * gain * u on W^2, soft mask sigmoid((W^2 - t_l) / (2 tau u))
+    with u the model's unit (not the layer's RMS); its fused gradients equal plain autograd on the
+    surrogate."""
     torch.manual_seed(0)
     w = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     g = SPGGate(tau=0.3, gain=2.0, parametrization="raw").double()
-    g.scale.fill_(7.0)  # ignored by raw
-    g.threshold.data.fill_(0.2)  # t_l = 0.4 on W^2
+    g.scale.fill_(0.5)  # u
+    g.threshold.data.fill_(0.4)  # t_l = 0.4 * 2 * 0.5 = 0.4 on W^2
     assert torch.equal(g.hard(w), (w.detach() ** 2 >= 0.4).double())
     upstream = torch.randn(6, 5, dtype=torch.float64)
     out = g(w)
@@ -307,13 +308,35 @@ def test_raw_parametrization_thresholds_w2_with_one_absolute_temperature():
     got_w, got_t = w.grad.clone(), g.threshold.grad.clone()
     theta = g.threshold.detach().clone().requires_grad_(True)
     w2 = w.detach().clone().requires_grad_(True)
-    soft = torch.sigmoid((w2 ** 2 - theta * 2.0) / 0.3)
+    soft = torch.sigmoid((w2 ** 2 - theta * 2.0 * 0.5) / (2 * 0.3 * 0.5))
     hard = (w2.detach() ** 2 >= 0.4).double()
     ref = w2 * (hard + soft - soft.detach())
     ((ref * upstream).sum() + 0.7 * (hard.sum() + soft.sum() - soft.sum().detach())).backward()
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(got_w, w2.grad)
     torch.testing.assert_close(got_t, theta.grad)
+
+
+def test_raw_unit_is_the_median_layer_and_makes_configs_scale_free():
+    """raw compares layers on one absolute scale (a layer with larger weights keeps more of them
+    at the same t_l), but that scale is the model's median mean W^2: the same config on a model
+    whose weights are all c times larger gives the same masks and the same theta."""
+    def calibrated(c):
+        model = mlp()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(c)
+        pruner = SPGPruner(layers_of(model), layers=["l*"], parametrization="raw")
+        pruner.before_forward()
+        return model, pruner
+    model, pruner = calibrated(1.0)
+    ms = sorted(float(w.pow(2).mean()) for _, _, w in pruner.gates())
+    assert all(float(g.scale) == pytest.approx(ms[(len(ms) - 1) // 2]) for _, g, _ in pruner.gates())
+    big, pruner_big = calibrated(10.0)
+    for (n, g, w), (_, gb, wb) in zip(pruner.gates(), pruner_big.gates()):
+        assert torch.equal(g.hard(w), gb.hard(wb)), n
+        assert float(gb.threshold) == pytest.approx(float(g.threshold), rel=1e-5), n
+        assert float(gb.t2()) == pytest.approx(100 * float(g.t2()), rel=1e-5), n
 
 
 def test_raw_and_rms_start_from_the_same_masks():

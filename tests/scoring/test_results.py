@@ -402,6 +402,10 @@ def test_runs_whose_directories_are_gone_come_back_from_their_records(tmp_path):
 
     for tag in ("dense_cont_s1", "spg_0.8_s0"):  # another machine: models and logs are gone
         shutil.rmtree(exp_dir / f"asr_{tag}")
+    renamed = exp_dir / "records" / "spg_0.8_s0.json"  # a record renamed with its method's config
+    rec = json.loads(renamed.read_text())
+    rec["recorded"]["run_as"] = "spg_old_0.8_s0"
+    renamed.write_text(json.dumps(rec))
     assert main(args) == 0
     after = json.loads(js.read_text())
     assert [r["tag"] for r in after] == [r["tag"] for r in before]
@@ -414,6 +418,7 @@ def test_runs_whose_directories_are_gone_come_back_from_their_records(tmp_path):
     text = md.read_text()
     assert "| spg_0.8_s0 † | spg |" in text and "| spg_0.8_s1 | spg |" in text
     assert "† from its run record" in text
+    assert "spg_0.8_s0 (2000-01-01 00:00:00, commit " in text and ", run as spg_old_0.8_s0)" in text
 
     # a run present again replaces its record; a broken record names itself
     _fake_exp(exp_dir, "spg_0.8_s0", "spg", 0.8, rng.binomial(words, 0.2), words, seed=0)
