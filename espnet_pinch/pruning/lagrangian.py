@@ -29,6 +29,16 @@ up: 0.05 where the ramp asks 0.23-0.32) winds lambda1 up by at most dual_lr x c 
 term itself still sees the whole gap. None: no clip. Not enough alone for HJ on AN4 (clip 0.02,
 dual_lr 100: 0.65 overshoots to 0.721, 0.9 ends at 0.853; README), so no AN4 config sets it.
 Neither option scales SPG's ``threshold_max_step`` (a per-step cap) with the budget.
+
+The method's own learning-rate warm-up (``own_lr_warmup``, default true). The schedule's linear
+lr warm-up (19 of 188 steps on AN4) protects the model's weights from Adam's first, badly
+scaled steps. The method's own parameters (a few thousand gates or thresholds) follow it too by
+default, and then cannot move while the target already ramps: HJ's gates stall at 0.05 for ~20
+steps where the ramp asks 0.23-0.32, lambda1 integrates that lag and the gates overshoot once
+the lr is up (README, HJ at 0.65). With ``own_lr_warmup: false`` the method's own parameters
+skip the warm-up (their rate is the schedule's post-warm-up value from step 1, then the same
+decay: ``BudgetLR``, ``skip_warmup`` groups, ``train/optim.py``); the model's weights, and so
+every method's and dense_cont's logged lr, are unchanged.
 """
 from __future__ import annotations
 
@@ -37,11 +47,14 @@ import torch
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
               multipliers: tuple = ("lambda1",), budget_ref_steps=None,
-              dual_gap_clip=None) -> None:
+              dual_gap_clip=None, own_lr_warmup=True) -> None:
     """Validate the term's ``pruner_conf`` entries and give ``module`` the term's state: the
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
     check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps, dual_gap_clip)
+    if not isinstance(own_lr_warmup, bool):
+        raise ValueError(f"pruner_conf.own_lr_warmup must be true or false, got {own_lr_warmup!r}")
+    module.own_lr_warmup = own_lr_warmup
     module.dual_gap_clip = None if dual_gap_clip is None else float(dual_gap_clip)
     module.dual_lr, module.penalty = float(dual_lr), float(penalty)
     module.tuned_dual_lr = module.dual_lr
