@@ -3,6 +3,7 @@ and the console lines of the quick stages. Seconds each: no training."""
 import fcntl
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -155,3 +156,29 @@ def test_garbage_meta_json_fails_stage_9_naming_the_file_and_line(tmp_path):
     assert "Stage 9 failed" in r.stdout
     assert f"{meta}: not valid JSON (line 2" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+
+
+def test_skip_recorded_leaves_runs_done_elsewhere_and_only_those(tmp_path):
+    """--skip_recorded true: a run whose exp/records/<tag>.json exists and whose directory does not
+    is not trained or decoded again; without the option, or for a run with no record, stage 7
+    goes on to decode it (here: fails, there is no model)."""
+    exp = tmp_path / "exp"
+    (exp / "asr_dense").mkdir(parents=True)  # the dense model: decoded and scored already
+    for marker in (".decode.done", ".score.done"):
+        (exp / "asr_dense" / marker).touch()
+    (exp / "records").mkdir()
+    for tag in ("dense_cont_s0", "ump_0.5_s0"):
+        (exp / "records" / f"{tag}.json").write_text("{}")
+    args = ("--stage", "7", "--stop_stage", "8", "--methods", "ump", "--target_sparsities", "0.5")
+    r = run(tmp_path, *args, "--skip_recorded", "true", timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for tag in ("dense_cont_s0", "ump_0.5_s0"):
+        assert f"{tag}: recorded in {exp}/records/{tag}.json (an earlier run), skipped" in r.stdout
+    assert "Stage 7: decode" not in r.stdout
+    r = run(tmp_path, *args, timeout=120)
+    assert r.returncode != 0 and "Stage 7: decode" in r.stdout and "skipped" not in r.stdout
+    shutil.rmtree(exp / "asr_dense_cont_s0")  # what that attempt left
+    (exp / "records" / "ump_0.5_s0.json").unlink()
+    r = run(tmp_path, *args, "--skip_recorded", "true", timeout=120)
+    assert "dense_cont_s0: recorded in" in r.stdout and "ump_0.5_s0: recorded" not in r.stdout
+    assert r.returncode != 0 and "asr_ump_0.5_s0" in r.stdout.split("Stage 7: decode")[-1]

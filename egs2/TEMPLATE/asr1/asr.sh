@@ -88,6 +88,10 @@ seeds=0                 # training seeds: dense_cont and every method x target r
                         # (tags end in _s<seed>; RESULTS.md: mean and std over seeds, significance
                         # pooled over seeds); a dense model trained here uses the first
 results_md=RESULTS.md   # where stage 9 writes the readable table
+skip_recorded=false     # true: stages 6-8 skip a run (not the dense model) whose record
+                        # <exp_dir>/records/<tag>.json exists and whose directory does not (done in
+                        # an earlier session or on another machine; stage 9 reads it back; delete
+                        # the record to redo it), e.g. the budget sweep's dense_cont runs
 min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
                         # at least this share of its steps at the full target (0: report only)
 smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
@@ -411,6 +415,11 @@ model_of() {
 for e in "${exps[@]}"; do
   read -r tag method target config seed budget <<< "$e"
   asr_exp=$exp_dir/asr_$tag
+  if [ "$skip_recorded" = true ] && [ "$method" != dense ] && [ ! -d "$asr_exp" ] \
+      && [ -f "$exp_dir/records/$tag.json" ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 6 ]; then
+    log "Stages 6-8: $tag: recorded in $exp_dir/records/$tag.json (an earlier run), skipped (--skip_recorded true)"
+    continue
+  fi
 
   if run_stage 6 "$asr_exp/.done"; then
     mkdir -p "$asr_exp"
