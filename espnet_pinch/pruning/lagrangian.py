@@ -32,13 +32,16 @@ Neither option scales SPG's ``threshold_max_step`` (a per-step cap) with the bud
 
 The method's own learning-rate warm-up (``own_lr_warmup``, default true). The schedule's linear
 lr warm-up (19 of 188 steps on AN4) protects the model's weights from Adam's first, badly
-scaled steps. The method's own parameters (a few thousand gates or thresholds) follow it too by
-default, and then cannot move while the target already ramps: HJ's gates stall at 0.05 for ~20
-steps where the ramp asks 0.23-0.32, lambda1 integrates that lag and the gates overshoot once
-the lr is up (README, HJ at 0.65). With ``own_lr_warmup: false`` the method's own parameters
-skip the warm-up (their rate is the schedule's post-warm-up value from step 1, then the same
-decay: ``BudgetLR``, ``skip_warmup`` groups, ``train/optim.py``); the model's weights, and so
-every method's and dense_cont's logged lr, are unchanged.
+scaled steps; the method's own parameters (gates, thresholds) follow it too by default. With
+``own_lr_warmup: false`` they skip it (their rate is the schedule's post-warm-up value from step
+1, then the same decay: ``BudgetLR``, ``skip_warmup`` groups, ``train/optim.py``); the model's
+weights, and so every method's and dense_cont's logged lr, are unchanged. Built to test whether
+HJ's early stall (0.05 for ~20 steps where the ramp asks 0.23-0.32) is the lr warm-up's doing:
+it is not. HJ size at 0.65 (seed 0, dual_lr 30, alpha_lr_scale 200, search only, 2026-12-06)
+with ``own_lr_warmup: false`` still sat at 0.042-0.057 up to step 24 and overshot as before (0.718
+at step 90, 0.759 at 102). The gates wait for lambda1: a unit's share of the size term is ~1/2000
+of the model, so its pull outweighs its own ASR gradient only once lambda1 has integrated the
+gap for ~20-30 steps, and that windup is what overshoots later. No AN4 config sets the key.
 """
 from __future__ import annotations
 

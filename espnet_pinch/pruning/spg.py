@@ -30,7 +30,11 @@ as the gap to rms (1.43), so the choice rests on the frontier rule, not on a sep
 The default runs raw with dual_lr 60, not the variants' 20: at 20, raw reached 0.9 only at step
 165-177 of 188 (0.882 before the snap); at 60 (seed 0, search only) it is within 0.02 of 0.9 from
 step 91 and of 0.65 from step 57 (peak 0.665), while a doubled threshold_gain at 20 still lagged
-(0.860 at step 96): the thresholds were held by the ASR loss, not speed-limited.
+(0.860 at step 96): the thresholds were held by the ASR loss, not speed-limited. The default's
+own rows (2026-12-06, seeds 0 and 1, RESULTS.md): test WER 23.67 / 25.04 / 28.13 / 41.85 at
+0.5 / 0.65 / 0.8 / 0.9 (p against dense_cont 0.70 / 0.052 / < 0.002 / < 0.002: frontier 0.65, on
+the edge), trained to 0.498 / 0.648 / 0.805 / 0.909 before the snap, within 0.02 of the target
+from step 55-106 of 188; at 0.9 it ends 0.008-0.011 above the target and finalize snaps it.
 
 The controller decides more than the form. With dual_lr 5 / penalty 50, SPG ended 0.778 of 0.8
 and 0.823 of 0.9 before the snap (test WER 31.69 / 72.96); a larger Adam step (threshold_gain
