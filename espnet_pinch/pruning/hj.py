@@ -100,8 +100,7 @@ class HJPruner(StructuredPruner):
         alpha_lr_scale: learning-rate multiplier of log_alpha (> 0), see ``HardConcrete``.
         warmup_steps: steps over which the targets ramp up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
-        dual_lr, penalty, budget_ref_steps, dual_gap_clip, own_lr_warmup: the sparsity term
-            (``lagrangian.py``).
+        dual_lr, penalty, budget_ref_steps, dual_gap_clip: the sparsity term (``lagrangian.py``).
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the
             recipe; 0 = the pruning run is the whole compression, as in the paper).
@@ -126,7 +125,6 @@ class HJPruner(StructuredPruner):
         finetune_epochs: int = 0,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
-        own_lr_warmup: bool = True,
     ):
         if not alpha_lr_scale > 0:
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
@@ -143,8 +141,7 @@ class HJPruner(StructuredPruner):
                     self.target_sparsity if transformer_target is None else transformer_target)}
         init_term(self, warmup_steps, dual_lr, penalty,
                   multipliers=tuple(f"lambda1_{part}" for part in self.targets),
-                  budget_ref_steps=budget_ref_steps, dual_gap_clip=dual_gap_clip,
-                  own_lr_warmup=own_lr_warmup)
+                  budget_ref_steps=budget_ref_steps, dual_gap_clip=dual_gap_clip)
         self.gates = torch.nn.ModuleDict({
             self._key(n): HardConcrete(g.num_units, init_log_alpha, alpha_lr_scale)
             for n, g in self.groups.items()})

@@ -29,19 +29,14 @@ up: 0.05 where the ramp asks 0.23-0.32) winds lambda1 up by at most dual_lr x c 
 term itself still sees the whole gap. None: no clip. Not enough alone for HJ on AN4 (clip 0.02,
 dual_lr 100: 0.65 overshoots to 0.721, 0.9 ends at 0.853; README), so no AN4 config sets it.
 Neither option scales SPG's ``threshold_max_step`` (a per-step cap) with the budget.
-
-The method's own learning-rate warm-up (``own_lr_warmup``, default true). The schedule's linear
-lr warm-up (19 of 188 steps on AN4) protects the model's weights from Adam's first, badly
-scaled steps; the method's own parameters (gates, thresholds) follow it too by default. With
-``own_lr_warmup: false`` they skip it (their rate is the schedule's post-warm-up value from step
-1, then the same decay: ``BudgetLR``, ``skip_warmup`` groups, ``train/optim.py``); the model's
-weights, and so every method's and dense_cont's logged lr, are unchanged. Built to test whether
-HJ's early stall (0.05 for ~20 steps where the ramp asks 0.23-0.32) is the lr warm-up's doing:
-it is not. HJ size at 0.65 (seed 0, dual_lr 30, alpha_lr_scale 200, search only, 2026-12-06)
-with ``own_lr_warmup: false`` still sat at 0.042-0.057 up to step 24 and overshot as before (0.718
-at step 90, 0.759 at 102). The gates wait for lambda1: a unit's share of the size term is ~1/2000
-of the model, so its pull outweighs its own ASR gradient only once lambda1 has integrated the
-gap for ~20-30 steps, and that windup is what overshoots later. No AN4 config sets the key.
+Is HJ's early stall (0.05 for ~20 steps where the ramp asks 0.23-0.32) the lr warm-up's doing? No.
+A trial (2026-12-06, commit 41a82e1, removed since) let the gates skip the schedule's lr warm-up
+while the model kept it: HJ size at 0.65 (seed 0, dual_lr 30, alpha_lr_scale 200, search only)
+still sat at 0.042-0.057 up to step 24 and overshot as before (0.718 at step 90, 0.759 at 102).
+The gates wait for lambda1: a unit's share of the size term is ~1/2000 of the model, so its pull
+outweighs its own ASR gradient only once lambda1 has integrated the gap for ~20-30 steps, and that
+windup is what overshoots later. What works is a penalty-dominant term (a large ``penalty`` that
+pulls from the first step, a small ``dual_lr``): README, "Reaching the target in training".
 """
 from __future__ import annotations
 
@@ -50,14 +45,11 @@ import torch
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
               multipliers: tuple = ("lambda1",), budget_ref_steps=None,
-              dual_gap_clip=None, own_lr_warmup=True) -> None:
+              dual_gap_clip=None) -> None:
     """Validate the term's ``pruner_conf`` entries and give ``module`` the term's state: the
     settings, a ``step`` counter and one multiplier buffer per name in ``multipliers`` (buffers:
     saved and resumed with the model)."""
     check_term_conf(warmup_steps, dual_lr, penalty, budget_ref_steps, dual_gap_clip)
-    if not isinstance(own_lr_warmup, bool):
-        raise ValueError(f"pruner_conf.own_lr_warmup must be true or false, got {own_lr_warmup!r}")
-    module.own_lr_warmup = own_lr_warmup
     module.dual_gap_clip = None if dual_gap_clip is None else float(dual_gap_clip)
     module.dual_lr, module.penalty = float(dual_lr), float(penalty)
     module.tuned_dual_lr = module.dual_lr

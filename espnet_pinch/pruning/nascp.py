@@ -43,8 +43,7 @@ class NASCPPruner(StructuredPruner):
         arch_lr_scale: learning-rate multiplier of the architecture logits (> 0).
         warmup_steps: steps over which the target ramps up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
-        dual_lr, penalty, budget_ref_steps, dual_gap_clip, own_lr_warmup: the size term (as in
-            SPG, ``lagrangian.py``).
+        dual_lr, penalty, budget_ref_steps, dual_gap_clip: the size term (as in SPG, ``lagrangian.py``).
         finalize_tolerance: largest |sparsity - target| that finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after the search (the recipe
             reads it; the search itself runs for the config's max_epoch).
@@ -71,7 +70,6 @@ class NASCPPruner(StructuredPruner):
         hard_gap: bool = False,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
-        own_lr_warmup: bool = True,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -86,8 +84,7 @@ class NASCPPruner(StructuredPruner):
         self.hard_gap = bool(hard_gap)
         self.arch_lr_scale = float(arch_lr_scale)
         init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps,
-                  dual_gap_clip=dual_gap_clip,
-                  own_lr_warmup=own_lr_warmup)
+                  dual_gap_clip=dual_gap_clip)
         # Candidate widths per group (distinct, increasing; conv keeps at least one channel).
         self.candidates: Dict[str, list] = {}
         for name, g in self.groups.items():

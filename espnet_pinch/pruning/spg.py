@@ -199,7 +199,6 @@ class SPGPruner(MaskPruner):
         budget_ref_steps: the compression steps the controller (dual_lr, the thresholds' rate)
             was tuned on; a budget of N steps scales both by this / N (``lagrangian.py``);
             None: no scaling.
-        own_lr_warmup: false: the thresholds skip the schedule's lr warm-up (``lagrangian.py``).
         dual_gap_clip: largest |gap| lambda1 integrates in one step (anti-windup,
             ``lagrangian.py``); None: no clip.
         init_threshold: initial t_l as a fraction of the layer's RMS weight (>= 0).
@@ -252,7 +251,6 @@ class SPGPruner(MaskPruner):
         threshold_max_step: Optional[float] = None,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
-        own_lr_warmup: bool = True,
     ):
         if threshold_max_step is not None and not (threshold_step == "sgd" and threshold_max_step > 0):
             raise ValueError("pruner_conf.threshold_max_step must be > 0 and needs threshold_step: sgd, "
@@ -280,8 +278,7 @@ class SPGPruner(MaskPruner):
         super().__init__(prunable, target_sparsity, layers)
         self.tau = float(tau)
         init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps,
-                  dual_gap_clip=dual_gap_clip,
-                  own_lr_warmup=own_lr_warmup)
+                  dual_gap_clip=dual_gap_clip)
         self.init_threshold = float(init_threshold)
         self.threshold_gain = float(threshold_gain)
         self.finalize_tolerance = float(finalize_tolerance)

@@ -54,8 +54,7 @@ class SPGStructPruner(StructuredPruner):
         units: conv, heads, ffn (any subset).
         tau: soft-mask temperature, in units of the group's mean score (> 0).
         threshold_gain: learning-rate multiplier of the thresholds (> 0).
-        warmup_steps, dual_lr, penalty, budget_ref_steps, dual_gap_clip, own_lr_warmup: the
-            sparsity term (``lagrangian.py``).
+        warmup_steps, dual_lr, penalty, budget_ref_steps, dual_gap_clip: the sparsity term (``lagrangian.py``).
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (the recipe).
     """
@@ -76,7 +75,6 @@ class SPGStructPruner(StructuredPruner):
         finetune_epochs: int = 0,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
-        own_lr_warmup: bool = True,
     ):
         if target_on not in TARGETS_ON:
             raise ValueError(f"pruner_conf.target_on must be one of {TARGETS_ON}, got {target_on!r}")
@@ -89,8 +87,7 @@ class SPGStructPruner(StructuredPruner):
         self.targets: Dict[str, float] = {"all": self.target_sparsity}
         self.tau, self.gain = float(tau), float(threshold_gain)
         init_term(self, warmup_steps, dual_lr, penalty, multipliers=("lambda1_all",),
-                  budget_ref_steps=budget_ref_steps, dual_gap_clip=dual_gap_clip,
-                  own_lr_warmup=own_lr_warmup)
+                  budget_ref_steps=budget_ref_steps, dual_gap_clip=dual_gap_clip)
         self.thresholds = torch.nn.ParameterDict(
             {self._key(n): torch.nn.Parameter(torch.zeros(())) for n in self.groups})
         if target_on == "macs":

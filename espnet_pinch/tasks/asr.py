@@ -84,9 +84,8 @@ class PinchASRTask(ASRTask):
         pruner = getattr(getattr(model, "module", model), "pruner", None)
         if pruner is not None:
             add_plain_sgd_group(optimizers[0], *pruner.plain_sgd_parameters())
-            skip_warmup = getattr(pruner, "own_lr_warmup", True) is False  # pruning/lagrangian.py
-            if getattr(pruner, "budget_ref_steps", None) is not None or skip_warmup:
-                add_budget_scaled_group(optimizers[0], pruner.own_parameters(), skip_warmup)
+            if getattr(pruner, "budget_ref_steps", None) is not None:  # pruning/lagrangian.py
+                add_budget_scaled_group(optimizers[0], pruner.own_parameters())
         return optimizers
 
     @classmethod

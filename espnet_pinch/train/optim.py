@@ -14,9 +14,7 @@ checkpoint beyond the group's hyper-parameters.
 ``add_budget_scaled_group(optimizer, params)`` moves ``params`` into a group of their own with the
 hyper-parameters of the group they were in, flagged ``budget_scaled``: the optimizer's rule is
 unchanged (Adam is per parameter), but ``BudgetLR.scale_groups`` can then scale that group's rate
-alone (a pruner's parameters under a budget-relative controller, ``pruning/lagrangian.py``);
-with ``skip_warmup`` the group is also flagged ``skip_warmup``: ``BudgetLR`` gives it the
-schedule's post-warm-up rate from the first step (``pruner_conf.own_lr_warmup: false``).
+alone (a pruner's parameters under a budget-relative controller, ``pruning/lagrangian.py``).
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ import torch
 
 FLAG = "plain_sgd"
 BUDGET_FLAG = "budget_scaled"
-SKIP_WARMUP_FLAG = "skip_warmup"
 
 
 def _take_out(groups: list, own: set) -> None:
@@ -38,17 +35,14 @@ def _take_out(groups: list, own: set) -> None:
 
 
 def add_budget_scaled_group(optimizer: torch.optim.Optimizer,
-                            params: Iterable[torch.nn.Parameter],
-                            skip_warmup: bool = False) -> None:
+                            params: Iterable[torch.nn.Parameter]) -> None:
     """Move ``params`` (those the optimizer's ordinary groups hold) into one group flagged
-    ``budget_scaled`` (and ``skip_warmup`` if asked) with their former group's hyper-parameters;
-    a plain-SGD group is flagged too. Call before the scheduler is built (it records each
-    group's base rate)."""
+    ``budget_scaled`` with their former group's hyper-parameters; a plain-SGD group is flagged
+    too. Call before the scheduler is built (it records each group's base rate)."""
     own = {id(p) for p in params}
-    flags = {BUDGET_FLAG: True, **({SKIP_WARMUP_FLAG: True} if skip_warmup else {})}
     for g in optimizer.param_groups:
         if g.get(FLAG) and any(id(p) in own for p in g["params"]):
-            g.update(flags)
+            g[BUDGET_FLAG] = True
     src = [g for g in optimizer.param_groups if not g.get(FLAG) and any(id(p) in own for p in g["params"])]
     if not src:
         return
@@ -58,7 +52,7 @@ def add_budget_scaled_group(optimizer: torch.optim.Optimizer,
     moved = [p for g in src for p in g["params"] if id(p) in own]
     settings = {k: v for k, v in src[0].items() if k != "params"}
     _take_out(optimizer.param_groups, own)
-    optimizer.add_param_group({**settings, "params": moved, **flags})
+    optimizer.add_param_group({**settings, "params": moved, BUDGET_FLAG: True})
 
 
 def add_plain_sgd_group(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter],

@@ -36,8 +36,6 @@ import torch
 from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler
 from torch.optim.lr_scheduler import _LRScheduler
 
-from espnet_pinch.train.optim import SKIP_WARMUP_FLAG
-
 TRACE = "trace.tsv"
 PROBES = "layers.jsonl"
 TRACE_COLUMNS = ("step", "lr", "achieved", "target")
@@ -109,12 +107,10 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         """k of the coming optimizer step (1-based, over the whole compression)."""
         return self.start_epoch * (self.steps_per_epoch or 0) + self.last_epoch + 1
 
-    def factor(self, k: int, warmup: bool = True) -> float:
-        """The schedule's factor at step k; ``warmup`` false: 1 during the warm-up (a group
-        flagged ``skip_warmup``, ``train/optim.py``), the same decay after it."""
+    def factor(self, k: int) -> float:
         w = self.warmup_steps
         if k <= w:
-            return k / w if warmup else 1.0
+            return k / w
         if self.steps_per_epoch is None or self.budget_epochs is None:
             return 1.0  # not bound yet: only the warm-up is known
         total = self.budget_epochs * self.steps_per_epoch
@@ -123,9 +119,8 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         return 1.0 - (1.0 - self.final_lr_scale) * min(1.0, (k - w) / (total - w))
 
     def get_lr(self) -> List[float]:
-        k = self.global_step()
-        return [base * self.factor(k, warmup=not g.get(SKIP_WARMUP_FLAG))
-                for base, g in zip(self.base_lrs, self.optimizer.param_groups)]
+        f = self.factor(self.global_step())
+        return [base * f for base in self.base_lrs]
 
     def step(self, epoch=None) -> None:
         if self.trace_path is not None and self.last_epoch >= 0:

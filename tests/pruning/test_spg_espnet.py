@@ -93,27 +93,6 @@ def test_budget_relative_thresholds_get_their_own_scaled_group(tiny_ckpt, tmp_pa
     assert len(main["params"]) + len(thresholds) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("conf", [{"own_lr_warmup": False},
-                                  {"own_lr_warmup": False, "budget_ref_steps": 188}])
-def test_thresholds_that_skip_the_lr_warmup_get_their_own_flagged_group(tiny_ckpt, tmp_path, conf):
-    """pruner_conf.own_lr_warmup: false (pruning/lagrangian.py): the thresholds, and only they,
-    sit in a group the schedule runs without its warm-up; the default (true) flags nothing."""
-    base = {"target_sparsity": 0.5, "warmup_steps": 0}
-    args = build_args(tiny_ckpt, tmp_path, pruner_conf={**base, **conf})
-    model = PinchASRTask.build_model(args)
-    (opt,) = PinchASRTask.build_optimizers(args, model)
-    thresholds = {id(g.threshold) for _, g, _ in model.pruner.gates()}
-    main, own = opt.param_groups
-    assert {id(p) for p in own["params"]} == thresholds and own["skip_warmup"]
-    assert not main.get("skip_warmup")
-    args = build_args(tiny_ckpt, tmp_path, pruner_conf={**base, "budget_ref_steps": 188})
-    (opt,) = PinchASRTask.build_optimizers(args, PinchASRTask.build_model(args))
-    assert not any(g.get("skip_warmup") for g in opt.param_groups)
-    with pytest.raises(ValueError, match="pruner_conf.own_lr_warmup must be true or false"):
-        PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path,
-                                            pruner_conf={"own_lr_warmup": "no"}))
-
-
 def test_unknown_pruner_key_is_reported(tiny_ckpt, tmp_path):
     with pytest.raises(ValueError, match="pruner_conf"):
         PinchASRTask.build_model(build_args(tiny_ckpt, tmp_path, pruner_conf={"sparsity_goal": 1}))

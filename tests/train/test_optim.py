@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from espnet_pinch.train.optim import (BUDGET_FLAG, FLAG, SKIP_WARMUP_FLAG, add_budget_scaled_group,
-                                      add_plain_sgd_group)
+from espnet_pinch.train.optim import BUDGET_FLAG, FLAG, add_budget_scaled_group, add_plain_sgd_group
 from espnet_pinch.train.schedule import BudgetLR
 
 
@@ -132,31 +131,3 @@ def test_a_budget_scaled_plain_sgd_group_is_flagged_and_scaled():
     f = sched.factor(1)  # the common schedule's factor of the coming step
     assert opt.param_groups[1]["lr"] == pytest.approx(2.0 * 0.5 * f)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * f)
-
-
-def test_a_skip_warmup_group_runs_at_the_post_warmup_rate_and_the_model_keeps_its_warmup():
-    """pruner_conf.own_lr_warmup: false (pruning/lagrangian.py): the pruner's group gets the
-    schedule's post-warm-up rate from step 1 and the same decay after it; the model's group (the
-    lr every trace logs) is the one-group schedule's, step for step."""
-    def lr_trace(skip):
-        w, theta = params()
-        opt = torch.optim.AdamW([w, theta], lr=1e-2)
-        if skip is not None:
-            add_budget_scaled_group(opt, [theta], skip_warmup=skip)
-        sched = BudgetLR(opt, warmup_steps=3, final_lr_scale=0.1)
-        sched.bind(steps_per_epoch=8, max_epoch=1)
-        out = []
-        for _ in range(8):
-            out.append([g["lr"] for g in opt.param_groups])
-            opt.step()
-            sched.step()
-        return out, opt
-
-    plain, _ = lr_trace(None)
-    flagged, opt = lr_trace(True)
-    assert opt.param_groups[1][SKIP_WARMUP_FLAG] and not opt.param_groups[0].get(SKIP_WARMUP_FLAG)
-    assert [m for m, _ in flagged] == pytest.approx([m for (m,) in plain], rel=1e-12)
-    assert [t for _, t in flagged[:3]] == pytest.approx([1e-2] * 3)  # no warm-up
-    assert [t for _, t in flagged[3:]] == pytest.approx([m for m, _ in flagged[3:]], rel=1e-12)
-    kept, _ = lr_trace(False)
-    assert [t for _, t in kept] == pytest.approx([m for (m,) in plain], rel=1e-12)
