@@ -72,10 +72,12 @@ def test_a_block_with_a_training_key_or_a_base_with_a_method_is_refused(tmp_path
 # What each SPG variant of the AN4 comparison (issue 13) may change against spg_raw.yaml (the
 # paper's form at the variants' common controller); everything else (the target's ramp, the
 # lambda controller, tau) must be the same, so a variant's row in RESULTS.md differs from the
-# others by its parametrisation or threshold step only. spg.yaml, the default, is spg_raw.yaml
-# with its own controller (dual_lr) and nothing else.
+# others by its parametrisation or threshold step only. spg.yaml, the default, and spg_d60.yaml,
+# the default before it, are spg_raw.yaml with their own controller (dual_lr, penalty) and nothing
+# else.
 SPG_VARIANT_KEYS = {
-    "spg": {"dual_lr"},
+    "spg": {"dual_lr", "penalty"},
+    "spg_d60": {"dual_lr"},
     "spg_rms": {"parametrization", "threshold_gain"},
     "spg_sgd": {"parametrization", "threshold_step", "threshold_gain", "threshold_lr"},
     "spg_psgd": {"parametrization", "threshold_step", "threshold_precondition", "threshold_gain",
