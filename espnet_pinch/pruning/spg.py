@@ -27,14 +27,23 @@ significantly above dense_cont, paired bootstrap pooled over seeds): raw 0.65 (p
 (``conf/pruner/spg.yaml`` since 2026-12-06; ``rms`` is ``spg_rms.yaml``, and the comparison's
 earlier ``spg`` rows are its runs, renamed); the seeds' spread (raw at 0.65: +-1.19) is as large
 as the gap to rms (1.43), so the choice rests on the frontier rule, not on a separated difference.
-The default runs raw with dual_lr 60, not the variants' 20: at 20, raw reached 0.9 only at step
-165-177 of 188 (0.882 before the snap); at 60 (seed 0, search only) it is within 0.02 of 0.9 from
-step 91 and of 0.65 from step 57 (peak 0.665), while a doubled threshold_gain at 20 still lagged
-(0.860 at step 96): the thresholds were held by the ASR loss, not speed-limited. The default's
-own rows (2026-12-06, seeds 0 and 1, RESULTS.md): test WER 23.67 / 25.04 / 28.13 / 41.85 at
-0.5 / 0.65 / 0.8 / 0.9 (p against dense_cont 0.70 / 0.052 / < 0.002 / < 0.002: frontier 0.65, on
-the edge), trained to 0.498 / 0.648 / 0.805 / 0.909 before the snap, within 0.02 of the target
-from step 55-106 of 188; at 0.9 it ends 0.008-0.011 above the target and finalize snaps it.
+The default's controller is penalty-dominant (dual_lr 5, penalty 20000; 2026-12-06). The
+thresholds' Adam steps are rate-limited (about lr x gain a step, whatever the pull), so while they
+lag the ramp an integral-dominant controller winds lambda1 up, and that windup overshoots once they
+arrive: with dual_lr 60 / penalty 500 (``spg_d60.yaml``, the default before; its rows are the
+``spg_d60_*`` records) lambda1 reached -250 at 0.9, the sparsity rose past the target at step ~115
+and held 0.908-0.911 to the end (finalize's snap then changed 8-12 % of the kept weights), and
+0.8 seed 0 overshot to 0.822 until step 105. With dual_lr 20 the raw form reached 0.9 only at
+step 165-177 of 188, and a doubled threshold_gain did not help (0.860 at step 96). A quadratic
+term that dominates pulls with 2 x penalty x gap from the first step, so the sparsity tracks the
+ramp and rests where that pull balances the ASR loss's, within F / (2 x penalty) of the target;
+lambda1 only removes the rest, slowly. Trials (seed 0, 4 epochs, 2026-12-06): penalty 20000 at
+0.9 within 0.02 from step ~81, 0.898 at the end; at 0.65 within 0.02 from step 57 (peak 0.670),
+0.650 at the end; penalty 5000 left 0.9 at 0.892 (outside finalize's tolerance, 0.005). HJ-Pruning's
+configs moved to the same kind of controller (penalty 5000, ``conf/pruner/hj_size.yaml``).
+spg_d60's rows (seeds 0 and 1): test WER 23.67 / 25.04 / 28.13 / 41.85 at 0.5 / 0.65 / 0.8 / 0.9
+(p against dense_cont 0.70 / 0.052 / < 0.002 / < 0.002). The default's rows with this controller:
+README "Measured on AN4" and RESULTS.md.
 
 The controller decides more than the form. With dual_lr 5 / penalty 50, SPG ended 0.778 of 0.8
 and 0.823 of 0.9 before the snap (test WER 31.69 / 72.96); a larger Adam step (threshold_gain
