@@ -100,14 +100,20 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
         assert changed and changed <= allowed, (name, sorted(changed - allowed))
 
 
-def test_hj_penalty_500_configs_differ_from_the_defaults_only_in_penalty():
-    """hj_*_p500.yaml hold the HJ rows run before the penalty change (records hj_*_p500_*): near
-    copies of the defaults, so a later edit of one must not silently leave the other behind."""
+# Near copies kept for recorded runs (records <copy>_*, run as the default's tag before a
+# penalty change): copy -> (default, its penalty). A later edit of one must not silently leave
+# the other behind.
+PENALTY_COPIES = {"hj_size_p500": ("hj_size", 500.0), "hj_macs_p500": ("hj_macs", 500.0),
+                  "nascp_p2k": ("nascp", 2000.0)}
+
+
+@pytest.mark.parametrize("copy", sorted(PENALTY_COPIES))
+def test_penalty_copies_differ_from_the_defaults_only_in_penalty(copy):
     pruner = ROOT / "egs2" / "an4" / "asr1" / "conf" / "pruner"
-    for kind in ("size", "macs"):
-        new = yaml.safe_load((pruner / f"hj_{kind}.yaml").read_text())
-        old = yaml.safe_load((pruner / f"hj_{kind}_p500.yaml").read_text())
-        assert old["pruner"] == new["pruner"]
-        a, b = old["pruner_conf"], new["pruner_conf"]
-        assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == {"penalty"}, kind
-        assert a["penalty"] == 500.0
+    default, penalty = PENALTY_COPIES[copy]
+    new = yaml.safe_load((pruner / f"{default}.yaml").read_text())
+    old = yaml.safe_load((pruner / f"{copy}.yaml").read_text())
+    assert old["pruner"] == new["pruner"]
+    a, b = old["pruner_conf"], new["pruner_conf"]
+    assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == {"penalty"}, copy
+    assert a["penalty"] == penalty
