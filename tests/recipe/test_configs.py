@@ -100,11 +100,11 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
         assert changed and changed <= allowed, (name, sorted(changed - allowed))
 
 
-# Near copies kept for recorded runs (records <copy>_*, run as the default's tag before a
-# penalty change): copy -> (default, its penalty). A later edit of one must not silently leave
-# the other behind.
+# Near copies kept for recorded runs (records <copy>_*, run under the default's tag while the
+# default had that penalty): copy -> (default, its penalty). A later edit of one must not
+# silently leave the other behind.
 PENALTY_COPIES = {"hj_size_p500": ("hj_size", 500.0), "hj_macs_p500": ("hj_macs", 500.0),
-                  "nascp_p2k": ("nascp", 2000.0)}
+                  "nascp_p20k": ("nascp", 20000.0)}
 
 
 @pytest.mark.parametrize("copy", sorted(PENALTY_COPIES))
