@@ -18,6 +18,15 @@ edited) with three additions:
   rename); on resume a checkpoint that is not a complete zip archive is moved aside to
   ``checkpoint.pth.corrupt`` and the run resumes from ``checkpoint.prev.pth`` instead.
 Preemption therefore costs at most the epoch in progress (ESPnet saves once per epoch).
+- **Where the gradient clip applies** (``--grad_clip_scope``). ESPnet clips the norm of all
+  gradients together (``grad_clip``). A pruning method's own parameters (thresholds, gates,
+  architecture logits) carry large gradients (their lr multipliers and the size term): on AN4
+  the clipped norm is 22-26 for dense_cont and 10^3-10^4 in a pruning run's ramp, so the clip
+  scales the weights' ASR gradient by a factor the method's controller sets, step by step
+  (README, "The method's own parameters share the gradient clip"). ``all`` (default): ESPnet's
+  rule. ``separate``: the weights and the method's parameters are clipped each by their own norm
+  to ``grad_clip``; the logged ``grad_norm`` is then the weights' (comparable with dense_cont),
+  and a non-finite norm of either skips the step as before.
 - **One schedule per compression, traced per step.** A ``BudgetLR`` scheduler
   (``train/schedule.py``) is bound to the number of batches per epoch before training, and rank 0
   writes ``trace.tsv`` (global step, lr, training sparsity and target) beside the checkpoints,
@@ -25,15 +34,18 @@ Preemption therefore costs at most the epoch in progress (ESPnet saves once per 
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict
 
 import torch
-from espnet2.train.trainer import Trainer
+from espnet2.train.trainer import Trainer, TrainerOptions
 from torch.nn.utils import parametrize
 
 from espnet_pinch.train.optim import BUDGET_FLAG
@@ -112,7 +124,55 @@ def _is_rank0(distributed_option) -> bool:
     return not distributed_option.distributed or distributed_option.dist_rank == 0
 
 
+CLIP_SCOPES = ("all", "separate")
+
+
+@dataclasses.dataclass
+class PinchTrainerOptions(TrainerOptions):
+    grad_clip_scope: str = "all"
+
+
+@contextmanager
+def clip_scope(scope: str, own: list):
+    """While active, ``torch.nn.utils.clip_grad_norm_`` (as ESPnet's trainer calls it) clips the
+    parameters in ``own`` apart from the others when ``scope`` is separate, and returns the
+    others' norm (or a non-finite norm of ``own``, so that the step is skipped)."""
+    if scope not in CLIP_SCOPES:
+        raise ValueError(f"--grad_clip_scope must be one of {CLIP_SCOPES}, got {scope!r}")
+    if scope == "all" or not own:
+        yield
+        return
+    original = torch.nn.utils.clip_grad_norm_
+    ids = {id(p) for p in own}
+
+    def clip(parameters, max_norm, norm_type=2.0, *args, **kwargs):
+        parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        mine = [p for p in parameters if id(p) in ids]
+        rest = [p for p in parameters if id(p) not in ids]
+        norm = original(rest, max_norm, norm_type, *args, **kwargs)
+        own_norm = original(mine, max_norm, norm_type, *args, **kwargs)
+        return norm if torch.isfinite(torch.as_tensor(own_norm)) else own_norm
+
+    torch.nn.utils.clip_grad_norm_ = clip
+    try:
+        yield
+    finally:
+        torch.nn.utils.clip_grad_norm_ = original
+
+
 class PinchTrainer(Trainer):
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser):
+        parser.add_argument("--grad_clip_scope", choices=CLIP_SCOPES, default="all",
+                            help="all: clip every gradient by one norm (ESPnet's rule); separate: "
+                                 "the model's weights and the pruning method's own parameters "
+                                 "each by their own norm (espnet_pinch/train/trainer.py)")
+
+    @classmethod
+    def build_options(cls, args: argparse.Namespace) -> PinchTrainerOptions:
+        fields = {f.name for f in dataclasses.fields(PinchTrainerOptions)}
+        return PinchTrainerOptions(**{k: v for k, v in vars(args).items() if k in fields})
+
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
             plot_attention_iter_factory, trainer_options, distributed_option) -> None:
@@ -172,10 +232,13 @@ class PinchTrainer(Trainer):
                         summary_writer, options, distributed_option) -> bool:
         if _is_rank0(distributed_option):
             _save_previous(Path(options.output_dir))
-        all_steps_are_invalid = super().train_one_epoch(
-            model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
-            scaler=scaler, reporter=reporter, summary_writer=summary_writer, options=options,
-            distributed_option=distributed_option)
+        pruner = getattr(getattr(model, "module", model), "pruner", None)
+        own = pruner.own_parameters() if pruner is not None else []
+        with clip_scope(getattr(options, "grad_clip_scope", "all"), own):
+            all_steps_are_invalid = super().train_one_epoch(
+                model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
+                scaler=scaler, reporter=reporter, summary_writer=summary_writer, options=options,
+                distributed_option=distributed_option)
         state = pruning_state(model)
         if state:
             rank = distributed_option.dist_rank if distributed_option.distributed else 0
