@@ -1,7 +1,7 @@
 """ESPnet's trainer plus what pruning needs on a cluster: resumable, rank-consistent pruning state.
 
 ``PinchTrainer`` is ESPnet's ``Trainer`` (selected by ``PinchASRTask.trainer``; ESPnet is not
-edited) with three additions:
+edited) with these additions:
 
 - **Pruning state in the log.** After every training epoch each rank logs a one-line summary of
   the pruning state (step counter, Lagrange multipliers, number of values and a checksum), and
