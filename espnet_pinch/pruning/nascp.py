@@ -49,6 +49,12 @@ class NASCPPruner(StructuredPruner):
             reads it; the search itself runs for the config's max_epoch).
         hard_gap: the size term's value is the argmax architecture's sparsity, its gradient the
             expectation's (straight-through, as SPG's hard sparsity); false: the expectation.
+        argmax_margin (ours): hysteresis of the chosen candidate. A group keeps the candidate it
+            chose at the last training step until another one's logit beats it by more than
+            this margin (logit units, after ``arch_lr_scale``); 0: the plain argmax. On AN4 one
+            move of a group is 0.019 of the prunable weights, and with the plain argmax several
+            groups near a tie flip in the same step, so the argmax sparsity chatters around
+            the target (README, "NAS-CP does not hold its target").
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class NASCPPruner(StructuredPruner):
         hard_gap: bool = False,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
+        argmax_margin: float = 0.0,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -78,6 +85,8 @@ class NASCPPruner(StructuredPruner):
             raise ValueError("pruner_conf: tau_start, tau_end must be > 0 and tau_steps >= 0")
         if not arch_lr_scale > 0:
             raise ValueError(f"pruner_conf.arch_lr_scale must be > 0, got {arch_lr_scale!r}")
+        if not argmax_margin >= 0:
+            raise ValueError(f"pruner_conf.argmax_margin must be >= 0, got {argmax_margin!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
@@ -93,6 +102,9 @@ class NASCPPruner(StructuredPruner):
             self.candidates[name] = ks
         self.alpha = torch.nn.ParameterDict({
             self._key(n): torch.nn.Parameter(torch.zeros(len(ks))) for n, ks in self.candidates.items()})
+        self.argmax_margin = float(argmax_margin)
+        if self.argmax_margin > 0:  # the candidate each group holds (-1: none yet); resumed
+            self.register_buffer("held", torch.full((len(self.candidates),), -1, dtype=torch.long))
         self._expected = None
         self.attach()
 
@@ -104,12 +116,21 @@ class NASCPPruner(StructuredPruner):
         frac = min(1.0, float(self.step) / n) if n else 1.0
         return t0 * (t1 / t0) ** frac
 
-    def chosen_widths(self) -> Dict[str, int]:
-        """Argmax candidate per group; ties go to the wider one (all widths start tied)."""
+    def chosen_widths(self, hold: bool = False) -> Dict[str, int]:
+        """Argmax candidate per group; ties go to the wider one (all widths start tied). With
+        ``argmax_margin`` a group keeps its held candidate unless the argmax beats it by more
+        than the margin; ``hold`` (a training step) makes this choice the held one."""
         out = {}
-        for n, ks in self.candidates.items():
+        for i, (n, ks) in enumerate(self.candidates.items()):
             logit = self.logits(n)
-            out[n] = ks[len(ks) - 1 - int(logit.flip(0).argmax())]
+            j = len(ks) - 1 - int(logit.flip(0).argmax())
+            if self.argmax_margin > 0:
+                h = int(self.held[i])
+                if h >= 0 and float(logit[j] - logit[h]) <= self.argmax_margin:
+                    j = h
+                if hold:
+                    self.held[i] = j
+            out[n] = ks[j]
         return out
 
     # -- forward --------------------------------------------------------------------------
@@ -129,7 +150,8 @@ class NASCPPruner(StructuredPruner):
         self._expected = expected
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        chosen = float(self.sparsity_of(self.chosen_widths()))
+        training = self._expected is not None and torch.is_grad_enabled()
+        chosen = float(self.sparsity_of(self.chosen_widths(hold=training)))
         if self._expected is None:  # evaluation: report only
             zero = self.lambda1.new_zeros(())
             return zero, {"sparsity": torch.tensor(chosen), "loss_sparsity": zero}

@@ -149,3 +149,36 @@ def test_structured_bad_config_names_the_key(pruner, conf, key, tiny_ckpt, tmp_p
     args = build_args(tiny_ckpt, tmp_path, pruner=pruner, pruner_conf={"target_sparsity": 0.5, **conf})
     with pytest.raises(ValueError, match=key):
         PinchASRTask.build_model(args)
+
+
+def test_argmax_margin_holds_a_groups_choice_until_another_beats_it_by_the_margin(tiny_ckpt, tmp_path):
+    model = nascp_model(tiny_ckpt, tmp_path, width_fractions=[0.25, 0.5, 1.0], argmax_margin=0.5,
+                        arch_lr_scale=1.0)
+    p = model.pruner
+    assert "held" in dict(p.named_buffers())  # resumed with the checkpoint
+    assert "held" not in dict(nascp_model(tiny_ckpt, tmp_path).pruner.named_buffers())  # margin 0
+    full = p.chosen_widths(hold=True)  # all tied: every group holds its full width
+    assert full == p.full_widths()
+    name = "layers.0.ffn"
+    a = p.alpha[p._key(name)]
+    with torch.no_grad():
+        a.copy_(torch.tensor([0.4, 0.0, 0.0]))  # the narrowest leads by 0.4 <= 0.5: held
+    assert p.chosen_widths(hold=True)[name] == 64
+    with torch.no_grad():
+        a.copy_(torch.tensor([0.6, 0.0, 0.0]))  # by 0.6 > 0.5: switches
+    assert p.chosen_widths()[name] == 16  # an evaluation forward: the held one does not move
+    with torch.no_grad():
+        a.zero_()
+    assert p.chosen_widths()[name] == 64
+    with torch.no_grad():
+        a.copy_(torch.tensor([0.6, 0.0, 0.0]))
+    assert p.chosen_widths(hold=True)[name] == 16  # a training step: now held
+    with torch.no_grad():
+        a.copy_(torch.tensor([0.0, 0.0, 0.3]))  # back: the full width leads by 0.3 only
+    assert p.chosen_widths(hold=True)[name] == 16
+    plain = nascp_model(tiny_ckpt, tmp_path, width_fractions=[0.25, 0.5, 1.0], arch_lr_scale=1.0).pruner
+    with torch.no_grad():
+        plain.alpha[plain._key(name)].copy_(torch.tensor([0.0, 0.0, 0.3]))
+    assert plain.chosen_widths()[name] == 64  # the plain argmax follows at once
+    with pytest.raises(ValueError, match="pruner_conf.argmax_margin"):
+        nascp_model(tiny_ckpt, tmp_path, argmax_margin=-1.0)
