@@ -46,6 +46,7 @@ from typing import Dict
 
 import torch
 from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
 from torch.nn.utils import parametrize
 
 from espnet_pinch.train.optim import BUDGET_FLAG
@@ -170,8 +171,7 @@ class PinchTrainer(Trainer):
 
     @classmethod
     def build_options(cls, args: argparse.Namespace) -> PinchTrainerOptions:
-        fields = {f.name for f in dataclasses.fields(PinchTrainerOptions)}
-        return PinchTrainerOptions(**{k: v for k, v in vars(args).items() if k in fields})
+        return build_dataclass(PinchTrainerOptions, args)
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
@@ -234,7 +234,7 @@ class PinchTrainer(Trainer):
             _save_previous(Path(options.output_dir))
         pruner = getattr(getattr(model, "module", model), "pruner", None)
         own = pruner.own_parameters() if pruner is not None else []
-        with clip_scope(getattr(options, "grad_clip_scope", "all"), own):
+        with clip_scope(options.grad_clip_scope, own):
             all_steps_are_invalid = super().train_one_epoch(
                 model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
                 scaler=scaler, reporter=reporter, summary_writer=summary_writer, options=options,
