@@ -55,6 +55,10 @@ class NASCPPruner(StructuredPruner):
             move of a group is 0.019 of the prunable weights, and with the plain argmax several
             groups near a tie flip in the same step, so the argmax sparsity chatters around
             the target (README, "NAS-CP does not hold its target").
+        max_switches (ours): at most this many groups change their chosen candidate in one
+            training step, those whose argmax leads their held candidate by the most logit, and
+            each by one candidate towards its argmax (the first step sets them all); 0: no
+            limit. One step of the chosen architecture is then at most max_switches moves.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class NASCPPruner(StructuredPruner):
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
         argmax_margin: float = 0.0,
+        max_switches: int = 0,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -87,6 +92,8 @@ class NASCPPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.arch_lr_scale must be > 0, got {arch_lr_scale!r}")
         if not argmax_margin >= 0:
             raise ValueError(f"pruner_conf.argmax_margin must be >= 0, got {argmax_margin!r}")
+        if not (isinstance(max_switches, int) and max_switches >= 0):
+            raise ValueError(f"pruner_conf.max_switches must be an int >= 0, got {max_switches!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
@@ -103,7 +110,9 @@ class NASCPPruner(StructuredPruner):
         self.alpha = torch.nn.ParameterDict({
             self._key(n): torch.nn.Parameter(torch.zeros(len(ks))) for n, ks in self.candidates.items()})
         self.argmax_margin = float(argmax_margin)
-        if self.argmax_margin > 0:  # the candidate each group holds (-1: none yet); resumed
+        self.max_switches = max_switches
+        self.holds = self.argmax_margin > 0 or max_switches > 0
+        if self.holds:  # the candidate each group holds (-1: none yet); resumed
             self.register_buffer("held", torch.full((len(self.candidates),), -1, dtype=torch.long))
         self._expected = None
         self.attach()
@@ -117,21 +126,32 @@ class NASCPPruner(StructuredPruner):
         return t0 * (t1 / t0) ** frac
 
     def chosen_widths(self, hold: bool = False) -> Dict[str, int]:
-        """Argmax candidate per group; ties go to the wider one (all widths start tied). With
-        ``argmax_margin`` a group keeps its held candidate unless the argmax beats it by more
-        than the margin; ``hold`` (a training step) makes this choice the held one."""
-        out = {}
+        """Argmax candidate per group; ties go to the wider one (all widths start tied). A group
+        holding a candidate (``argmax_margin`` or ``max_switches``) keeps it unless the argmax
+        beats it by more than the margin, and only the ``max_switches`` largest such leads
+        move, one candidate each; ``hold`` (a training step) makes this choice the held one."""
+        choice, leads = [], []
         for i, (n, ks) in enumerate(self.candidates.items()):
             logit = self.logits(n)
             j = len(ks) - 1 - int(logit.flip(0).argmax())
-            if self.argmax_margin > 0:
-                h = int(self.held[i])
-                if h >= 0 and float(logit[j] - logit[h]) <= self.argmax_margin:
+            h = int(self.held[i]) if self.holds else -1
+            if h >= 0 and j != h:
+                lead = float(logit[j] - logit[h])
+                if lead <= self.argmax_margin:
                     j = h
-                if hold:
-                    self.held[i] = j
-            out[n] = ks[j]
-        return out
+                else:
+                    leads.append((lead, i))
+            choice.append(j)
+        if self.max_switches:  # the largest leads move one candidate towards their argmax
+            ranked = [i for _, i in sorted(leads, reverse=True)]
+            for i in ranked[:self.max_switches]:
+                h = int(self.held[i])
+                choice[i] = h + (1 if choice[i] > h else -1)
+            for i in ranked[self.max_switches:]:
+                choice[i] = int(self.held[i])
+        if hold and self.holds:
+            self.held.copy_(torch.tensor(choice))
+        return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), choice)}
 
     # -- forward --------------------------------------------------------------------------
     def before_forward(self) -> None:

@@ -182,3 +182,40 @@ def test_argmax_margin_holds_a_groups_choice_until_another_beats_it_by_the_margi
     assert plain.chosen_widths()[name] == 64  # the plain argmax follows at once
     with pytest.raises(ValueError, match="pruner_conf.argmax_margin"):
         nascp_model(tiny_ckpt, tmp_path, argmax_margin=-1.0)
+
+
+def test_max_switches_moves_only_the_largest_leads_one_candidate_per_training_step(tiny_ckpt, tmp_path):
+    fractions = [0.25, 0.5, 1.0]
+    model = nascp_model(tiny_ckpt, tmp_path, width_fractions=fractions, max_switches=1,
+                        arch_lr_scale=1.0)
+    p = model.pruner
+    assert "held" in dict(p.named_buffers())
+    full = p.full_widths()
+    assert p.chosen_widths(hold=True) == full  # the first step sets every group
+    leads = {"layers.0.ffn": 0.3, "layers.1.ffn": 0.9, "conv.0": 0.6}  # the narrowest leads by
+    with torch.no_grad():
+        for name, lead in leads.items():
+            p.alpha[p._key(name)].copy_(torch.tensor([lead, 0.0, 0.0]))
+    order = sorted(leads, key=leads.get, reverse=True)  # layers.1.ffn, conv.0, layers.0.ffn
+
+    def at(name, j):
+        return {name: p.candidates[name][j]}
+
+    assert p.chosen_widths() == {**full, **at(order[0], 1)}  # evaluation: the next candidate,
+    assert p.chosen_widths() == {**full, **at(order[0], 1)}  # not held
+    expect = dict(full)
+    for name in order:  # one group per training step, the largest lead first (a lead is over
+        for j in (1, 0):  # the held candidate), one candidate a step down to its argmax
+            expect.update(at(name, j))
+            assert p.chosen_widths(hold=True) == expect
+    assert p.chosen_widths(hold=True) == expect  # there they stay
+    two = nascp_model(tiny_ckpt, tmp_path, width_fractions=fractions, max_switches=2,
+                      arch_lr_scale=1.0).pruner
+    two.chosen_widths(hold=True)
+    with torch.no_grad():
+        for name, lead in leads.items():
+            two.alpha[two._key(name)].copy_(torch.tensor([lead, 0.0, 0.0]))
+    assert two.chosen_widths(hold=True) == {**full, **at(order[0], 1), **at(order[1], 1)}
+    for bad in (-1, 0.5):
+        with pytest.raises(ValueError, match="pruner_conf.max_switches"):
+            nascp_model(tiny_ckpt, tmp_path, max_switches=bad)
