@@ -101,19 +101,21 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
 
 
 # Near copies kept for recorded runs (records <copy>_*, run under the default's tag while the
-# default had that penalty): copy -> (default, its penalty). A later edit of one must not
-# silently leave the other behind.
-PENALTY_COPIES = {"hj_size_p500": ("hj_size", 500.0), "hj_macs_p500": ("hj_macs", 500.0),
-                  "nascp_p20k": ("nascp", 20000.0)}
+# default was the copy): copy -> (the config it was copied from, the keys where it differs and
+# their values, None = absent). A later edit of one must not silently leave the other behind.
+CONFIG_COPIES = {"hj_size_p500": ("hj_size", {"penalty": 500.0}),
+                 "hj_macs_p500": ("hj_macs", {"penalty": 500.0}),
+                 "nascp_free": ("nascp", {"max_switches": None}),
+                 "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
 
 
-@pytest.mark.parametrize("copy", sorted(PENALTY_COPIES))
-def test_penalty_copies_differ_from_the_defaults_only_in_penalty(copy):
+@pytest.mark.parametrize("copy", sorted(CONFIG_COPIES))
+def test_config_copies_differ_from_their_source_only_where_they_say(copy):
     pruner = ROOT / "egs2" / "an4" / "asr1" / "conf" / "pruner"
-    default, penalty = PENALTY_COPIES[copy]
-    new = yaml.safe_load((pruner / f"{default}.yaml").read_text())
+    source, changes = CONFIG_COPIES[copy]
+    new = yaml.safe_load((pruner / f"{source}.yaml").read_text())
     old = yaml.safe_load((pruner / f"{copy}.yaml").read_text())
     assert old["pruner"] == new["pruner"]
     a, b = old["pruner_conf"], new["pruner_conf"]
-    assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == {"penalty"}, copy
-    assert a["penalty"] == penalty
+    assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == set(changes), copy
+    assert {k: a.get(k) for k in changes} == changes
