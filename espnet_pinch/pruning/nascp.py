@@ -54,7 +54,7 @@ class NASCPPruner(StructuredPruner):
             this margin (logit units, after ``arch_lr_scale``); 0: the plain argmax. On AN4 one
             move of a group is 0.019 of the prunable weights, and with the plain argmax several
             groups near a tie flip in the same step, so the argmax sparsity chatters around
-            the target (README, "NAS-CP does not hold its target").
+            the target (README, "NAS-CP holds its target").
         max_switches (ours): at most this many groups change their chosen candidate in one
             training step, those whose argmax leads their held candidate by the most logit, and
             each by one candidate towards its argmax (the first step sets them all); 0: no
