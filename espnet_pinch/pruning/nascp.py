@@ -129,7 +129,10 @@ class NASCPPruner(StructuredPruner):
         """Argmax candidate per group; ties go to the wider one (all widths start tied). A group
         holding a candidate (``argmax_margin`` or ``max_switches``) keeps it unless the argmax
         beats it by more than the margin, and only the ``max_switches`` largest such leads
-        move, one candidate each; ``hold`` (a training step) makes this choice the held one."""
+        move, one candidate each; ``hold`` (a training step) makes this choice the held one.
+        Evaluation forwards and finalize see the held architecture: what training last used."""
+        if self.holds and not hold and bool((self.held >= 0).all()):
+            return {n: ks[int(j)] for (n, ks), j in zip(self.candidates.items(), self.held)}
         choice, leads = [], []
         for i, (n, ks) in enumerate(self.candidates.items()):
             logit = self.logits(n)
