@@ -92,7 +92,7 @@ class NASCPPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.arch_lr_scale must be > 0, got {arch_lr_scale!r}")
         if not argmax_margin >= 0:
             raise ValueError(f"pruner_conf.argmax_margin must be >= 0, got {argmax_margin!r}")
-        if not (isinstance(max_switches, int) and max_switches >= 0):
+        if isinstance(max_switches, bool) or not (isinstance(max_switches, int) and max_switches >= 0):
             raise ValueError(f"pruner_conf.max_switches must be an int >= 0, got {max_switches!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
@@ -131,13 +131,13 @@ class NASCPPruner(StructuredPruner):
         beats it by more than the margin, and only the ``max_switches`` largest such leads
         move, one candidate each; ``hold`` (a training step) makes this choice the held one.
         Evaluation forwards and finalize see the held architecture: what training last used."""
-        if self.holds and not hold and bool((self.held >= 0).all()):
-            return {n: ks[int(j)] for (n, ks), j in zip(self.candidates.items(), self.held)}
+        held = self.held.tolist() if self.holds else [-1] * len(self.candidates)
+        if not hold and held and min(held) >= 0:
+            return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), held)}
         choice, leads = [], []
         for i, (n, ks) in enumerate(self.candidates.items()):
             logit = self.logits(n)
-            j = len(ks) - 1 - int(logit.flip(0).argmax())
-            h = int(self.held[i]) if self.holds else -1
+            j, h = len(ks) - 1 - int(logit.flip(0).argmax()), held[i]
             if h >= 0 and j != h:
                 lead = float(logit[j] - logit[h])
                 if lead <= self.argmax_margin:
@@ -148,10 +148,9 @@ class NASCPPruner(StructuredPruner):
         if self.max_switches:  # the largest leads move one candidate towards their argmax
             ranked = [i for _, i in sorted(leads, reverse=True)]
             for i in ranked[:self.max_switches]:
-                h = int(self.held[i])
-                choice[i] = h + (1 if choice[i] > h else -1)
+                choice[i] = held[i] + (1 if choice[i] > held[i] else -1)
             for i in ranked[self.max_switches:]:
-                choice[i] = int(self.held[i])
+                choice[i] = held[i]
         if hold and self.holds:
             self.held.copy_(torch.tensor(choice))
         return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), choice)}

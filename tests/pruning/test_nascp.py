@@ -189,9 +189,13 @@ def test_max_switches_moves_only_the_largest_leads_one_candidate_per_training_st
     full = p.full_widths()
     assert p.chosen_widths(hold=True) == full  # the first step sets every group
     leads = {"layers.0.ffn": 0.3, "layers.1.ffn": 0.9, "conv.0": 0.6}  # the narrowest leads by
-    with torch.no_grad():
-        for name, lead in leads.items():
-            p.alpha[p._key(name)].copy_(torch.tensor([lead, 0.0, 0.0]))
+
+    def set_leads(pruner):
+        with torch.no_grad():
+            for name, lead in leads.items():
+                pruner.alpha[pruner._key(name)].copy_(torch.tensor([lead, 0.0, 0.0]))
+
+    set_leads(p)
     order = sorted(leads, key=leads.get, reverse=True)  # layers.1.ffn, conv.0, layers.0.ffn
 
     def at(name, j):
@@ -208,10 +212,8 @@ def test_max_switches_moves_only_the_largest_leads_one_candidate_per_training_st
     two = nascp_model(tiny_ckpt, tmp_path, width_fractions=fractions, max_switches=2,
                       arch_lr_scale=1.0).pruner
     two.chosen_widths(hold=True)
-    with torch.no_grad():
-        for name, lead in leads.items():
-            two.alpha[two._key(name)].copy_(torch.tensor([lead, 0.0, 0.0]))
+    set_leads(two)
     assert two.chosen_widths(hold=True) == {**full, **at(order[0], 1), **at(order[1], 1)}
-    for bad in (-1, 0.5):
+    for bad in (-1, 0.5, True):
         with pytest.raises(ValueError, match="pruner_conf.max_switches"):
             nascp_model(tiny_ckpt, tmp_path, max_switches=bad)
