@@ -24,6 +24,7 @@ fine-tunes the compact model (our choices: the paper gives no schedule).
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -59,6 +60,9 @@ class NASCPPruner(StructuredPruner):
             training step, those whose argmax leads their held candidate by the most logit, and
             each by one candidate towards its argmax (the first step sets them all); 0: no
             limit. One step of the chosen architecture is then at most max_switches moves.
+            With ``budget_ref_steps`` it is a rate like the controller's others: a budget of N
+            steps allows round(max_switches x R / N) moves a step, at least one (on AN4 at 0.65
+            the one-move rate tuned on 188 steps overshot to 0.786 on 47 steps; README).
     """
 
     def __init__(
@@ -125,6 +129,16 @@ class NASCPPruner(StructuredPruner):
         frac = min(1.0, float(self.step) / n) if n else 1.0
         return t0 * (t1 / t0) ** frac
 
+    def bind_budget(self, total_steps: int) -> None:
+        super().bind_budget(total_steps)
+        if self.max_switches:
+            logging.info(f"pruner: at most {self.switches_per_step} architecture moves a step")
+
+    @property
+    def switches_per_step(self) -> int:
+        """``max_switches`` scaled with the bound budget (``lagrangian.bind_budget``); 0: none."""
+        return max(1, round(self.max_switches * self.budget_factor)) if self.max_switches else 0
+
     def chosen_widths(self, hold: bool = False) -> Dict[str, int]:
         """Argmax candidate per group; ties go to the wider one (all widths start tied). A group
         holding a candidate (``argmax_margin`` or ``max_switches``) keeps it unless the argmax
@@ -145,11 +159,12 @@ class NASCPPruner(StructuredPruner):
                 else:
                     leads.append((lead, i))
             choice.append(j)
-        if self.max_switches:  # the largest leads move one candidate towards their argmax
+        limit = self.switches_per_step
+        if limit:  # the largest leads move one candidate towards their argmax
             ranked = [i for _, i in sorted(leads, reverse=True)]
-            for i in ranked[:self.max_switches]:
+            for i in ranked[:limit]:
                 choice[i] = held[i] + (1 if choice[i] > held[i] else -1)
-            for i in ranked[self.max_switches:]:
+            for i in ranked[limit:]:
                 choice[i] = held[i]
         if hold and self.holds:
             self.held.copy_(torch.tensor(choice))

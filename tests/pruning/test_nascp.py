@@ -214,6 +214,17 @@ def test_max_switches_moves_only_the_largest_leads_one_candidate_per_training_st
     two.chosen_widths(hold=True)
     set_leads(two)
     assert two.chosen_widths(hold=True) == {**full, **at(order[0], 1), **at(order[1], 1)}
+    # with budget_ref_steps the limit is a rate: a budget of a third of the steps moves three
+    # groups a step, one of twice the steps still one (at least one)
+    scaled = nascp_model(tiny_ckpt, tmp_path, width_fractions=fractions, max_switches=1,
+                         arch_lr_scale=1.0, budget_ref_steps=30).pruner
+    scaled.bind_budget(10)
+    scaled.chosen_widths(hold=True)
+    set_leads(scaled)
+    one_down = {n: scaled.candidates[n][1] for n in order}
+    assert scaled.chosen_widths(hold=True) == {**full, **one_down}
+    scaled.bind_budget(60)
+    assert scaled.chosen_widths(hold=True) == {**full, **one_down, **at(order[0], 0)}
     for bad in (-1, 0.5, True):
         with pytest.raises(ValueError, match="pruner_conf.max_switches"):
             nascp_model(tiny_ckpt, tmp_path, max_switches=bad)
