@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import torch
 
+from espnet_pinch.train.schedule import steps_of
+
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
               multipliers: tuple = ("lambda1",), budget_ref_steps=None,
@@ -84,7 +86,7 @@ def bind_budget(module: torch.nn.Module, total_steps: int) -> None:
     """Resolve a fractional ``warmup_steps`` against the compression's total optimizer steps and,
     with ``budget_ref_steps``, set ``budget_factor`` = R / N and dual_lr = the tuned one x it."""
     if getattr(module, "warmup_fraction", None) is not None:
-        module.warmup_steps = max(1, round(module.warmup_fraction * total_steps))
+        module.warmup_steps = steps_of(module.warmup_fraction, total_steps)
     if getattr(module, "budget_ref_steps", None) is not None:
         module.budget_factor = module.budget_ref_steps / int(total_steps)
         module.dual_lr = module.tuned_dual_lr * module.budget_factor

@@ -8,7 +8,10 @@ a linear decay to ``final_lr_scale`` x the base rate at the end of the budget,
     w < k <= K:  lr(k) = lr0 * (1 - (1 - final_lr_scale) * (k - w) / (K - w))
 
 where k (1-based) is the optimizer step of the *whole* compression and K = ``budget_epochs`` x
-steps per epoch. A structured method trains twice (search, then the compact model in a new ESPnet
+steps per epoch. ``warmup_steps`` w is a number of steps, or a fraction of K when in (0, 1)
+(``steps_of``), so the schedule keeps its shape on any budget: the AN4 recipe's 0.1 is 19 of 188
+steps at 4 epochs, and 5 / 9 / 38 at 1 / 2 / 8 epochs (a fixed 19 steps was 40 % of a 1-epoch
+budget, longer than the pruning targets' ramp; README, budget sweep). A structured method trains twice (search, then the compact model in a new ESPnet
 run); its fine-tuning run is given ``start_epoch`` = the search epochs, so k continues from
 ``start_epoch`` x steps per epoch: the schedule goes on where the search stopped, with no second
 warm-up. Every method and the matched dense baseline (dense_cont) therefore see the same lr at
@@ -41,12 +44,22 @@ PROBES = "layers.jsonl"
 TRACE_COLUMNS = ("step", "lr", "achieved", "target")
 
 
+def steps_of(value: float, total_steps: int) -> int | None:
+    """A schedule length given as steps or as a fraction of the budget: ``value`` in (0, 1) is
+    that share of ``total_steps`` (at least 1), anything else a whole number of steps; None: a
+    fraction with no budget yet (``total_steps`` None)."""
+    if 0 < value < 1:
+        return None if total_steps is None else max(1, round(value * int(total_steps)))
+    return int(value)
+
+
 class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 20,
                  final_lr_scale: float = 0.05, budget_epochs: Optional[int] = None,
                  start_epoch: int = 0, last_epoch: int = -1):
-        if int(warmup_steps) < 0:
-            raise ValueError(f"scheduler_conf.warmup_steps must be >= 0, got {warmup_steps!r}")
+        if not (warmup_steps >= 0 and (warmup_steps < 1 or int(warmup_steps) == warmup_steps)):
+            raise ValueError(f"scheduler_conf.warmup_steps must be a whole number of steps >= 0 "
+                             f"or a fraction of the budget in (0, 1), got {warmup_steps!r}")
         if not 0.0 <= float(final_lr_scale) <= 1.0:
             raise ValueError(f"scheduler_conf.final_lr_scale must be in [0, 1], got {final_lr_scale!r}")
         if int(start_epoch) < 0:
@@ -54,7 +67,8 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         if budget_epochs is not None and int(budget_epochs) <= int(start_epoch):
             raise ValueError(f"scheduler_conf.budget_epochs ({budget_epochs}) must exceed "
                              f"start_epoch ({start_epoch})")
-        self.warmup_steps = int(warmup_steps)
+        self.warmup = float(warmup_steps)  # as configured; warmup_steps: resolved by ``bind``
+        self.warmup_steps = steps_of(self.warmup, None)
         self.final_lr_scale = float(final_lr_scale)
         self.budget_epochs = None if budget_epochs is None else int(budget_epochs)
         self.start_epoch = int(start_epoch)
@@ -80,6 +94,7 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         if self.start_epoch + int(max_epoch) > self.budget_epochs:
             raise ValueError(f"BudgetLR: start_epoch {self.start_epoch} + max_epoch {max_epoch} "
                              f"exceeds budget_epochs {self.budget_epochs}")
+        self.warmup_steps = steps_of(self.warmup, self.budget_epochs * self.steps_per_epoch)
         self._apply_lr()
         self.trace_path, self.observe, self.probe = trace_path, observe or dict, probe or dict
         if trace_path is not None and not Path(trace_path).exists():
@@ -109,6 +124,8 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
 
     def factor(self, k: int) -> float:
         w = self.warmup_steps
+        if w is None:
+            return 1.0  # a fractional warm-up before ``bind``: re-applied there, refused in step()
         if k <= w:
             return k / w
         if self.steps_per_epoch is None or self.budget_epochs is None:
@@ -123,6 +140,9 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
         return [base * f for base in self.base_lrs]
 
     def step(self, epoch=None) -> None:
+        if self.warmup_steps is None and self.last_epoch >= 0:
+            raise ValueError("scheduler_conf.warmup_steps is a fraction of the budget, but no budget "
+                             "was bound: train with espnet_pinch's trainer (train/trainer.py)")
         if self.trace_path is not None and self.last_epoch >= 0:
             stats = self.observe()
             row = [str(self.global_step()), repr(self.optimizer.param_groups[0]["lr"])]

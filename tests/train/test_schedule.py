@@ -43,6 +43,24 @@ def test_fine_tuning_run_continues_the_search_schedule_without_a_second_warmup()
     assert lrs(search, 21) + lrs(finetune, 7) == pytest.approx(reference, rel=1e-12)
 
 
+def test_a_fractional_warmup_is_that_share_of_each_budget():
+    # 0.1 of 4 epochs x 47 steps is the 19 steps the AN4 recipe used before; 5 of 1 epoch
+    steps = {}
+    for epochs, fixed in ((4, 19), (1, 5), (8, 38)):
+        frac, whole = make(warmup_steps=0.1), make(warmup_steps=fixed)
+        for s in (frac, whole):
+            s.bind(steps_per_epoch=47, max_epoch=epochs)
+        steps[epochs] = frac.warmup_steps
+        assert lrs(frac, 47 * epochs) == lrs(whole, 47 * epochs)
+    assert steps == {4: 19, 1: 5, 8: 38}
+    search = make(warmup_steps=0.25, budget_epochs=4)  # the budget, not the run, sets its length
+    search.bind(steps_per_epoch=7, max_epoch=3)
+    assert search.warmup_steps == 7
+    unbound = make(warmup_steps=0.1)
+    with pytest.raises(ValueError, match="scheduler_conf.warmup_steps is a fraction"):
+        lrs(unbound, 1)
+
+
 def test_trace_records_each_step_and_a_resumed_step_once(tmp_path):
     s = make(warmup_steps=2)
     stats = {"achieved": 0.25, "target": 0.5}
@@ -65,6 +83,7 @@ def test_trace_records_each_step_and_a_resumed_step_once(tmp_path):
 
 
 @pytest.mark.parametrize("conf, key", [({"warmup_steps": -1}, "warmup_steps"),
+                                       ({"warmup_steps": 2.5}, "warmup_steps"),
                                        ({"final_lr_scale": 2.0}, "final_lr_scale"),
                                        ({"budget_epochs": 2, "start_epoch": 2}, "budget_epochs")])
 def test_bad_conf_names_the_key(conf, key):
