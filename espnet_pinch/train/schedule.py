@@ -11,10 +11,10 @@ where k (1-based) is the optimizer step of the *whole* compression and K = ``bud
 steps per epoch. ``warmup_steps`` w is a number of steps, or a fraction of K when in (0, 1)
 (``steps_of``), so the schedule keeps its shape on any budget: the AN4 recipe's 0.1 is 19 of 188
 steps at 4 epochs, and 5 / 9 / 38 at 1 / 2 / 8 epochs (a fixed 19 steps was 40 % of a 1-epoch
-budget, longer than the pruning targets' ramp; README, budget sweep). A structured method trains twice (search, then the compact model in a new ESPnet
-run); its fine-tuning run is given ``start_epoch`` = the search epochs, so k continues from
-``start_epoch`` x steps per epoch: the schedule goes on where the search stopped, with no second
-warm-up. Every method and the matched dense baseline (dense_cont) therefore see the same lr at
+budget, longer than the pruning targets' ramp; README, budget sweep). A structured method trains
+twice (search, then the compact model in a new ESPnet run); its fine-tuning run is given
+``start_epoch`` = the search epochs, so k continues from ``start_epoch`` x steps per epoch: the
+schedule goes on where the search stopped, with no second warm-up. Every method and the matched dense baseline (dense_cont) therefore see the same lr at
 the same step. Steps per epoch are the number of batches of ESPnet's training iterator, bound by
 ``PinchTrainer`` before training (ESPnet's batches are fixed for a data set and ``batch_bins``;
 only their order changes between epochs), so the config needs no step counts of its own.
