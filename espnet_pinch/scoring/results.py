@@ -700,7 +700,8 @@ def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, 
                   f"Per method, the highest target whose {front_set} WER (pooled over seeds) is not "
                   f"significantly above {ref}'s (p >= 0.05, or not above at all):", ""]
         for m, t in front.items():
-            lines.append(f"- {m}: " + ("no target run is" if t is None else f"{t:.2f}"))
+            lines.append(f"- {m}: " + ("none (every target is significantly above it)" if t is None
+                                       else f"{t:.2f}"))
     return lines
 
 
@@ -712,7 +713,8 @@ def _budget_section(bf: dict, test_set: str) -> list[str]:
              f"WER 95% bootstrap interval [{lo:.2f}, {hi:.2f}]. Per method, the least compression "
              f"time (mean over seeds) whose mean {test_set} WER is within that interval or below it:", ""]
     for m, v in bf["methods"].items():
-        lines.append(f"- {m}: " + ("no budget run is" if v is None else
+        none = "none (no budget's mean WER is in the interval or below it)"
+        lines.append(f"- {m}: " + (none if v is None else
                                    f"{v['compression_seconds']:.0f} s ({v['budget_epochs']} epochs, "
                                    f"WER {v['wer_mean']:.2f})"))
     return lines
