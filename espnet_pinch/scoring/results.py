@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -150,13 +151,20 @@ def layer_spread(per_layer: dict, parts: dict) -> dict:
     return out
 
 
+def lr_digest(records: list[list[dict]]) -> str:
+    """A short digest of a compression's per-step lr sequence (its traces in order): runs on one
+    schedule share it, so stage 9 can refuse to compare runs of different schedules."""
+    lrs = ",".join(f"{r['step']}:{r['lr']:.6e}" for rec in records for r in rec)
+    return hashlib.sha1(lrs.encode()).hexdigest()[:12]
+
+
 def trace_summary(traces: list[str], target: float | None) -> dict:
     """From one compression's trace.tsv files (search, then fine-tuning): the optimizer steps, and
     for a pruning run what training reached at its last step (before finalize) and the share of
     all steps that ran at the full target (within ``TRAINED_TOLERANCE``; a compact model's
     fine-tuning steps count when its search ended there)."""
     records = [read_trace(t) for t in traces]
-    out = {"steps": sum(len(r) for r in records)}
+    out = {"steps": sum(len(r) for r in records), "lr_digest": lr_digest(records)}
     pruned = [r for r in records[0] if r.get("achieved") is not None]
     if target is None or not pruned:
         return out
@@ -341,10 +349,17 @@ def budget_frontier(groups: list[dict], test_set: str) -> dict:
 
 
 def protocol_problems(rows: list[dict], min_share: float) -> list[str]:
-    """The pruning runs that broke the protocol's target rule: fewer than ``min_share`` of their
-    steps ran at the full target (read from their traces, ``steps_at_target_share``)."""
+    """The runs that broke the protocol: a pruning run with fewer than ``min_share`` of its steps
+    at the full target (read from its traces, ``steps_at_target_share``), and any run whose
+    per-step lr (``lr_digest``) differs from dense_cont's of the same budget."""
     bad = []
-    for r in rows:
+    cont = {r.get("budget_epochs"): r for r in rows
+            if r["method"] == REFERENCE and r.get("lr_digest") is not None}
+    for r in rows:  # one lr schedule per budget: dense_cont's (records older than the digest: unchecked)
+        ref = cont.get(r.get("budget_epochs"))
+        if ref is not None and r.get("lr_digest") not in (None, ref["lr_digest"]):
+            bad.append(f"{r['tag']}: its per-step lr differs from {ref['tag']}'s (another schedule "
+                       f"or budget): compare runs of one schedule only")
         share = r.get("steps_at_target_share")
         if share is not None and share < min_share:
             bad.append(f"{r['tag']}: {share:.0%} of its steps ran at the full target "
@@ -751,9 +766,10 @@ def cmd_report(args) -> None:
     if problems:
         for p in problems:
             print(f"PROTOCOL: {p}", file=sys.stderr)
-        raise SystemExit(f"results: {len(problems)} run(s) did not train at the full target for the "
-                         f"last {args.min_target_share:.0%} of the budget (numbers are in {md}; "
-                         "--min_target_share 0 reports without this check)")
+        raise SystemExit(f"results: {len(problems)} run(s) broke the protocol: trained less than "
+                         f"the last {args.min_target_share:.0%} of the budget at the full target "
+                         f"(--min_target_share 0 reports without this check) or on another lr "
+                         f"schedule than dense_cont's (numbers are in {md})")
 
 
 def main(argv: list[str] | None = None) -> int:

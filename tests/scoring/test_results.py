@@ -95,6 +95,11 @@ def test_trace_summary_counts_steps_at_the_full_target(tmp_path):
     _write_trace(tmp_path / "s.tsv", [(k + 1, 1e-3, 0.4, 0.5) for k in range(10)])
     out = trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], 0.5)
     assert out["trained_off_target"] == pytest.approx(0.1) and out["steps_at_target_share"] == 0.0
+    # the lr digest follows the per-step lr only: the same schedule with other sparsities agrees
+    same = trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], None)["lr_digest"]
+    assert same == out["lr_digest"]
+    _write_trace(tmp_path / "f.tsv", [(k, 2e-4, "", "") for k in range(11, 16)])
+    assert trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], 0.5)["lr_digest"] != same
 
 
 def test_meta_warns_when_finalize_decided_the_target(tmp_path, capsys):
@@ -318,16 +323,21 @@ def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsy
     words = rng.integers(1, 8, 30)
     err = rng.binomial(words, 0.2)
     exp_dir = tmp_path / "exp"
-    _fake_exp(exp_dir, "dense_cont_s0", "dense_cont", 0.0, err, words, seed=0)
+    _fake_exp(exp_dir, "dense_cont_s0", "dense_cont", 0.0, err, words, seed=0, lr_digest="a1")
     _fake_exp(exp_dir, "spg_0.5_s0", "spg", 0.5, err, words, seed=0, steps_at_target_share=0.1,
-              trained_achieved=0.45)
+              trained_achieved=0.45, lr_digest="a1")
     args = ["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
             "--markdown", str(tmp_path / "R.md"), "--json", str(exp_dir / "results.json")]
-    with pytest.raises(SystemExit, match="did not train at the full target"):
+    with pytest.raises(SystemExit, match="trained less than the last 40% of the budget"):
         main(args)
     assert "spg_0.5_s0: 10% of its steps" in capsys.readouterr().err
     assert (tmp_path / "R.md").is_file()  # the numbers are kept
     assert main(args + ["--min_target_share", "0.1"]) == 0
+    # a run on another lr schedule than dense_cont's of its budget fails whatever the share
+    _fake_exp(exp_dir, "ump_0.5_s0", "ump", 0.5, err, words, seed=0, lr_digest="b2")
+    with pytest.raises(SystemExit, match="1 run"):
+        main(args + ["--min_target_share", "0"])
+    assert "ump_0.5_s0: its per-step lr differs from dense_cont_s0's" in capsys.readouterr().err
 
 
 def test_budget_sweep_reports_the_least_time_within_dense_conts_interval(tmp_path):
