@@ -766,10 +766,9 @@ def cmd_report(args) -> None:
     if problems:
         for p in problems:
             print(f"PROTOCOL: {p}", file=sys.stderr)
-        raise SystemExit(f"results: {len(problems)} run(s) broke the protocol: trained less than "
-                         f"the last {args.min_target_share:.0%} of the budget at the full target "
-                         f"(--min_target_share 0 reports without this check) or on another lr "
-                         f"schedule than dense_cont's (numbers are in {md})")
+        raise SystemExit(f"results: {len(problems)} protocol problem(s), each on a PROTOCOL line "
+                         f"above (numbers are in {md}; --min_target_share 0 turns off the "
+                         f"steps-at-target check, not the lr-schedule one)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,5 +61,9 @@ def test_slurp_recipe_on_the_fixture(tiny_ckpt, tmp_path):
         score = json.loads((tmp_path / f"exp/asr_{tag}/decode_test/slu_score.json").read_text())
         assert score["num_utts"] == 2 and 0.0 <= score["intent_acc"] <= 1.0
         assert {"slu_f1", "span_f1", "wer"} <= set(score)
+    # dense_cont trains the pruning run's whole budget (search + fine-tuning), one schedule
+    rows = {row["tag"]: row for row in json.loads((tmp_path / "exp/results.json").read_text())}
+    assert rows["dense_cont_s0"]["steps"] == rows["hj_size_0.4_s0"]["steps"] == 2
+    assert rows["dense_cont_s0"]["lr_digest"] == rows["hj_size_0.4_s0"]["lr_digest"]
     md = (tmp_path / "RESULTS.md").read_text()
     assert "intent acc test" in md and "SLU-F1 devel" in md

@@ -73,7 +73,7 @@ sweep_targets="0.3 0.4 0.5 0.6 0.65 0.7 0.8 0.9"  # the targets of --sweep true
 budgets=                # compression time vs quality: total epoch budgets, e.g. "1 2 4 8": every
                         # method at budget_target and dense_cont once per budget (tags _b<epochs>)
 budget_target=0.65      # the one target of the budget sweep
-pruned_args=            # extra options for the pruning runs only
+pruned_args=            # extra options for stage 6 (dense_cont and every method: one budget)
 pruned_train_sp=false   # true: pruning runs train on the speed-perturbed set too (3x the time)
 select=last             # checkpoint that dense_cont and every method are decoded (and SPG/UMP
                         # finalized) from: last (the last epoch) | best_dev (best dev CER; dev is
@@ -320,6 +320,8 @@ train_pruned() {
     || { log "Stage 6 failed: the epochs of $config (above)"; exit 1; }
   read -r search_epochs ft_epochs total_epochs <<< "$split"
   if [ "$method" = dense_cont ]; then
+    # the whole budget in one run (a finetune_epochs in --pruned_args splits the pruning runs only)
+    search_epochs=$total_epochs ft_epochs=0
     log "Stage 6: dense_cont: continue $init with $config for the pruning runs' budget" \
         "($total_epochs epochs, no pruner) -> $asr_exp (log: $asr_exp/train.log)"
   else
