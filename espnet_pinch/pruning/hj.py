@@ -19,7 +19,9 @@ Targets, the paper's three variants (``target_on``):
   size      one target on the size of all prunable weights
   macs      one target on the MACs of the SSL model per second of audio
               (``StructuredPruner.macs_of``: the same counting as ``profiling.macs``)
-Expected size and MACs are exact functions of the gates' P(z != 0) for independent groups.
+Expected size and MACs are exact functions of the gates' P(z != 0) for independent groups; the
+deterministic architecture rounds each group's expected count, so its size can sit a steady
+offset from the expected one (``hard_gap`` puts the deterministic value in the term).
 Sparsity term: lambda1 * gap + penalty * gap^2 with lambda1 by dual ascent and a linear warm-up
 of the target (``pruning/lagrangian.py``; the paper trains lambda2 by ascent too, we keep it
 fixed as in SPG, see there). Finalize: if the deterministic architecture misses the target by
@@ -35,7 +37,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from espnet_pinch.compaction.units import KINDS
-from espnet_pinch.pruning.lagrangian import init_term, sparsity_term, warmed_up_target
+from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
+                                              warmed_up_target)
 from espnet_pinch.pruning.masked import check_target
 from espnet_pinch.pruning.structured import StructuredPruner
 
@@ -101,6 +104,10 @@ class HJPruner(StructuredPruner):
         warmup_steps: steps over which the targets ramp up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
         dual_lr, penalty, budget_ref_steps, dual_gap_clip: the sparsity term (``lagrangian.py``).
+        hard_gap: the term's value is the deterministic (chosen) architecture's size or MACs,
+            its gradient the expectation's (straight-through, as NAS-CP's ``hard_gap``); false:
+            the expectation under the gates' P(z != 0) (the paper's). The two differ by the
+            rounding of each group's kept count, an offset a penalty-dominant term holds.
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the
             recipe; 0 = the pruning run is the whole compression, as in the paper).
@@ -125,11 +132,13 @@ class HJPruner(StructuredPruner):
         finetune_epochs: int = 0,
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
+        hard_gap: bool = False,
     ):
         if not alpha_lr_scale > 0:
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
         if target_on not in VARIANTS:
             raise ValueError(f"pruner_conf.target_on must be one of {VARIANTS}, got {target_on!r}")
+        self.hard_gap = bool(hard_gap)
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
         self.target_on = target_on
@@ -212,6 +221,8 @@ class HJPruner(StructuredPruner):
         term = 0.0
         for part, s in self.achieved(self._expected).items():
             target = warmed_up_target(self.targets[part], self.step, self.warmup_steps)
+            if self.hard_gap:  # the chosen architecture's value, the expectation's gradient
+                s = straight_through(s, chosen[part])
             term = term + sparsity_term(s - target, getattr(self, f"lambda1_{part}"),
                                         torch.zeros((), dtype=torch.long), self.penalty,
                                         self.dual_lr, update, gap_clip=self.dual_gap_clip)

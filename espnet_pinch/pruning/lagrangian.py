@@ -102,6 +102,12 @@ def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int | None
     return target * min(1.0, float(step) / warmup_steps)
 
 
+def straight_through(soft: torch.Tensor, hard: float) -> torch.Tensor:
+    """``hard``'s value with ``soft``'s gradient: the term sees the architecture the method would
+    keep (its deterministic or argmax one) and moves it through the differentiable estimate."""
+    return soft + (hard - soft.detach())
+
+
 def sparsity_term(gap: torch.Tensor, lambda1: torch.Tensor, step: torch.Tensor, penalty: float,
                   dual_lr: float, update: bool, gap_clip: float | None = None) -> torch.Tensor:
     """The loss term; with ``update`` also the dual-ascent step of lambda1 (on the gap clipped to

@@ -31,7 +31,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from espnet_pinch.compaction.units import KINDS
-from espnet_pinch.pruning.lagrangian import init_term, sparsity_term, warmed_up_target
+from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
+                                              warmed_up_target)
 from espnet_pinch.pruning.structured import StructuredPruner
 
 
@@ -194,7 +195,7 @@ class NASCPPruner(StructuredPruner):
             return zero, {"sparsity": torch.tensor(chosen), "loss_sparsity": zero}
         expected = s = self.sparsity_of(self._expected)
         if self.hard_gap:  # the argmax architecture's value, the expectation's gradient
-            s = s + (chosen - s).detach()
+            s = straight_through(s, chosen)
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
                              update=torch.is_grad_enabled(), gap_clip=self.dual_gap_clip)

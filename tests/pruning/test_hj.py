@@ -68,6 +68,33 @@ def test_dual_gap_clip_bounds_lambda1s_windup_not_the_term(tiny_ckpt, tmp_path):
         hj_model(tiny_ckpt, tmp_path, dual_gap_clip=0.0)
 
 
+def test_hard_gap_measures_the_deterministic_architecture(tiny_ckpt, tmp_path):
+    """hard_gap: the term's value and lambda1's step use the chosen (deterministic)
+    architecture's gap, its gradient is the expected one's scaled by gap_chosen / gap_expected
+    (straight-through); without it (the default) the expected gap throughout."""
+    out = {}
+    for hard in (False, True):
+        model = hj_model(tiny_ckpt, tmp_path, target_sparsity=0.5, dual_lr=1.0, penalty=100.0,
+                         hard_gap=hard)
+        p = model.pruner
+        for i, g in enumerate(p.gates.values()):  # P(z != 0) spread out: rounding matters
+            g.set_log_alpha(torch.linspace(-2.0, 3.0, g.log_alpha.numel()) + 0.3 * i)
+        p.train()
+        p.before_forward()
+        term, stats = p.loss()
+        term.backward()
+        grad = torch.cat([g.raw.grad.flatten() for g in p.gates.values()])
+        out["chosen" if hard else "expected"] = (float(stats["expected_all"]) - 0.5, float(stats["achieved_all"]) - 0.5,
+                       float(term), p.lambda1_all.item(), grad)
+    gap_e, gap_c = out["expected"][0], out["expected"][1]
+    assert abs(gap_c - gap_e) > 0.005                 # the two measures differ here
+    assert out["expected"][2] == pytest.approx(100.0 * gap_e ** 2, rel=1e-4)
+    assert out["chosen"][2] == pytest.approx(100.0 * gap_c ** 2, rel=1e-4)
+    assert out["expected"][3] == pytest.approx(gap_e, rel=1e-4)   # lambda1 += dual_lr x gap
+    assert out["chosen"][3] == pytest.approx(gap_c, rel=1e-4)
+    torch.testing.assert_close(out["chosen"][4], out["expected"][4] * (gap_c / gap_e))
+
+
 @pytest.mark.parametrize("variant,conf", [
     ("size", {}),
     ("macs", {}),

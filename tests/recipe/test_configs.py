@@ -101,10 +101,11 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
 
 
 # Near copies kept for recorded runs (records <copy>_*, run under the default's tag while the
-# default was the copy): copy -> (the config it was copied from, the keys where it differs and
+# default was the copy, or run as a trial variant): copy -> (the config it was copied from, the keys where it differs and
 # their values, None = absent). A later edit of one must not silently leave the other behind.
 CONFIG_COPIES = {"hj_size_p500": ("hj_size", {"penalty": 500.0}),
                  "hj_macs_p500": ("hj_macs", {"penalty": 500.0}),
+                 "hj_size_hard": ("hj_size", {"hard_gap": True}),
                  "nascp_free": ("nascp", {"penalty": 2000.0, "max_switches": None}),
                  "nascp_ms1": ("nascp_free", {"max_switches": 1}),
                  "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
