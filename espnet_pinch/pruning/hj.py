@@ -219,14 +219,14 @@ class HJPruner(StructuredPruner):
             return zero, {**stats, "loss_sparsity": zero}
         update = torch.is_grad_enabled()
         term = 0.0
-        for part, s in self.achieved(self._expected).items():
+        for part, expected in self.achieved(self._expected).items():
             target = warmed_up_target(self.targets[part], self.step, self.warmup_steps)
-            if self.hard_gap:  # the chosen architecture's value, the expectation's gradient
-                s = straight_through(s, chosen[part])
+            # with hard_gap the chosen architecture's value, the expectation's gradient
+            s = straight_through(expected, chosen[part]) if self.hard_gap else expected
             term = term + sparsity_term(s - target, getattr(self, f"lambda1_{part}"),
                                         torch.zeros((), dtype=torch.long), self.penalty,
                                         self.dual_lr, update, gap_clip=self.dual_gap_clip)
-            stats[f"expected_{part}"] = s.detach()
+            stats[f"expected_{part}"] = expected.detach()
             stats[f"achieved_{part}"] = torch.tensor(chosen[part])  # deterministic masks
             stats[f"target_{part}"] = torch.tensor(target)
         self._expected = None

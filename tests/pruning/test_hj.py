@@ -88,6 +88,7 @@ def test_hard_gap_measures_the_deterministic_architecture(tiny_ckpt, tmp_path):
                        float(term), p.lambda1_all.item(), grad)
     gap_e, gap_c = out["expected"][0], out["expected"][1]
     assert abs(gap_c - gap_e) > 0.005                 # the two measures differ here
+    assert out["chosen"][:2] == pytest.approx((gap_e, gap_c))   # both logged as they are
     assert out["expected"][2] == pytest.approx(100.0 * gap_e ** 2, rel=1e-4)
     assert out["chosen"][2] == pytest.approx(100.0 * gap_c ** 2, rel=1e-4)
     assert out["expected"][3] == pytest.approx(gap_e, rel=1e-4)   # lambda1 += dual_lr x gap
