@@ -138,10 +138,9 @@ class HJPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
         if target_on not in VARIANTS:
             raise ValueError(f"pruner_conf.target_on must be one of {VARIANTS}, got {target_on!r}")
-        self.hard_gap = bool(hard_gap)
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
-        self.target_on = target_on
+        self.target_on, self.hard_gap = target_on, bool(hard_gap)
         self.targets: Dict[str, float] = {"all": self.target_sparsity}
         if target_on == "separate":
             self.targets = {
