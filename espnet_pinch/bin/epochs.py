@@ -8,7 +8,8 @@ so a structured method's config must use ``scheduler: budgetlr`` (``train/schedu
 With ``--budget B`` (the recipe's budget sweep) the total is B epochs and a structured method's
 fine-tuning keeps the config's share of it, rounded (AN4: 1 of 4; B = 1 or 2: no fine-tuning, the
 compact model is used as compacted).
-Prints "<search epochs> <fine-tuning epochs> <total epochs>"; a method without fine-tuning gets
+Prints "<search epochs> <fine-tuning epochs> <total epochs>"; a method without fine-tuning, and a
+config without a method (dense_cont, whatever finetune_epochs the extra options carry), gets
 "N 0 N".
 
 Usage: python -m espnet_pinch.bin.epochs --config exp/asr_nascp_0.65_s0/train_config.yaml [-- --max_epoch 4 ...]
@@ -32,6 +33,8 @@ def split_epochs(config: dict, extra: list[str], budget: int | None = None) -> t
     for i, a in enumerate(extra[:-1]):
         if a == "--pruner_conf" and extra[i + 1].startswith("finetune_epochs="):
             ft = int(extra[i + 1].split("=", 1)[1])
+    if not config.get("pruner"):  # no method (dense_cont): the whole budget in one run
+        ft = 0
     if budget is not None:
         if budget < 1:
             raise ValueError(f"--budget must be >= 1 epoch, got {budget}")

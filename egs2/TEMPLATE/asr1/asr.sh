@@ -320,8 +320,6 @@ train_pruned() {
     || { log "Stage 6 failed: the epochs of $config (above)"; exit 1; }
   read -r search_epochs ft_epochs total_epochs <<< "$split"
   if [ "$method" = dense_cont ]; then
-    # the whole budget in one run (a finetune_epochs in --pruned_args splits the pruning runs only)
-    search_epochs=$total_epochs ft_epochs=0
     log "Stage 6: dense_cont: continue $init with $config for the pruning runs' budget" \
         "($total_epochs epochs, no pruner) -> $asr_exp (log: $asr_exp/train.log)"
   else
