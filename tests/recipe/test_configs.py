@@ -106,6 +106,7 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
 CONFIG_COPIES = {"hj_size_p500": ("hj_size", {"penalty": 500.0}),
                  "hj_macs_p500": ("hj_macs", {"penalty": 500.0}),
                  "hj_size_hard": ("hj_size", {"hard_gap": True}),
+                 "hj_macs_hard": ("hj_macs", {"hard_gap": True}),
                  "nascp_free": ("nascp", {"penalty": 2000.0, "max_switches": None}),
                  "nascp_ms1": ("nascp_free", {"max_switches": 1}),
                  "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
