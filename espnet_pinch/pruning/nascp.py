@@ -64,6 +64,12 @@ class NASCPPruner(StructuredPruner):
             With ``budget_ref_steps`` it is a rate like the controller's others: a budget of N
             steps allows round(max_switches x R / N) moves a step, at least one (on AN4 at 0.65
             the one-move rate tuned on 188 steps overshot to 0.786 on 47 steps; README).
+        move_band (ours, with ``max_switches``): a move is made only if it leaves the chosen
+            architecture's sparsity within this distance of the step's (ramped) target, or
+            closer to it than before; a refused move does not use up the step's moves. Once in
+            the band the architecture stays in it (one move is 0.019 on AN4, the band 2 x this
+            wide), so the search cannot swing through the target; inside it the logits decide
+            freely. 0: off. Our controller for NAS-CP's late swing at short budgets (README).
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class NASCPPruner(StructuredPruner):
         dual_gap_clip: Optional[float] = None,
         argmax_margin: float = 0.0,
         max_switches: int = 0,
+        move_band: float = 0.0,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -99,6 +106,9 @@ class NASCPPruner(StructuredPruner):
             raise ValueError(f"pruner_conf.argmax_margin must be >= 0, got {argmax_margin!r}")
         if isinstance(max_switches, bool) or not (isinstance(max_switches, int) and max_switches >= 0):
             raise ValueError(f"pruner_conf.max_switches must be an int >= 0, got {max_switches!r}")
+        if not move_band >= 0 or (move_band and not max_switches):
+            raise ValueError(f"pruner_conf.move_band must be >= 0 and needs max_switches > 0, got "
+                             f"move_band {move_band!r}, max_switches {max_switches!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
@@ -116,6 +126,7 @@ class NASCPPruner(StructuredPruner):
             self._key(n): torch.nn.Parameter(torch.zeros(len(ks))) for n, ks in self.candidates.items()})
         self.argmax_margin = float(argmax_margin)
         self.max_switches = max_switches
+        self.move_band = float(move_band)
         self.holds = self.argmax_margin > 0 or max_switches > 0
         if self.holds:  # the candidate each group holds (-1: none yet); resumed
             self.register_buffer("held", torch.full((len(self.candidates),), -1, dtype=torch.long))
@@ -144,7 +155,8 @@ class NASCPPruner(StructuredPruner):
         """Argmax candidate per group; ties go to the wider one (all widths start tied). A group
         holding a candidate (``argmax_margin`` or ``max_switches``) keeps it unless the argmax
         beats it by more than the margin, and only the ``max_switches`` largest such leads
-        move, one candidate each; ``hold`` (a training step) makes this choice the held one.
+        move, one candidate each (with ``move_band``, the largest whose move keeps the band);
+        ``hold`` (a training step) makes this choice the held one.
         Evaluation forwards and finalize see the held architecture: what training last used."""
         held = self.held.tolist() if self.holds else [-1] * len(self.candidates)
         if not hold and held and min(held) >= 0:
@@ -158,18 +170,34 @@ class NASCPPruner(StructuredPruner):
                 if lead <= self.argmax_margin:
                     j = h
                 else:
-                    leads.append((lead, i))
+                    leads.append((lead, i, 1 if j > h else -1))
             choice.append(j)
         limit = self.switches_per_step
         if limit:  # the largest leads move one candidate towards their argmax
-            ranked = [i for _, i in sorted(leads, reverse=True)]
-            for i in ranked[:limit]:
-                choice[i] = held[i] + (1 if choice[i] > held[i] else -1)
-            for i in ranked[limit:]:
+            for _, i, _ in leads:
                 choice[i] = held[i]
+            for _, i, step in sorted(leads, reverse=True):
+                if limit == 0:
+                    break
+                move = list(choice)
+                move[i] += step
+                if self.move_band and not self._keeps_band(choice, move):
+                    continue
+                choice, limit = move, limit - 1
         if hold and self.holds:
             self.held.copy_(torch.tensor(choice))
         return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), choice)}
+
+    def _keeps_band(self, before: list, after: list) -> bool:
+        """``move_band``: is the move from candidate indices ``before`` to ``after`` allowed?"""
+        target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
+
+        def gap(idx):
+            return abs(float(self.sparsity_of(
+                {n: ks[j] for (n, ks), j in zip(self.candidates.items(), idx)})) - target)
+
+        new = gap(after)
+        return new <= self.move_band or new < gap(before)
 
     # -- forward --------------------------------------------------------------------------
     def before_forward(self) -> None:

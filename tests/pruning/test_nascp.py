@@ -228,3 +228,45 @@ def test_max_switches_moves_only_the_largest_leads_one_candidate_per_training_st
     for bad in (-1, 0.5, True):
         with pytest.raises(ValueError, match="pruner_conf.max_switches"):
             nascp_model(tiny_ckpt, tmp_path, max_switches=bad)
+
+
+def test_move_band_refuses_moves_that_leave_the_band_and_lets_the_next_lead_move(tiny_ckpt, tmp_path):
+    fractions = [0.25, 0.5, 1.0]
+    a, b = "layers.1.ffn", "conv.0"  # a: the larger lead (and the larger group), b: the next
+
+    def searched(**conf):
+        p = nascp_model(tiny_ckpt, tmp_path, width_fractions=fractions, max_switches=1,
+                        arch_lr_scale=1.0, **conf).pruner
+        p.chosen_widths(hold=True)  # every group holds its full width
+        with torch.no_grad():
+            p.alpha[p._key(a)].copy_(torch.tensor([0.9, 0.0, 0.0]))
+            p.alpha[p._key(b)].copy_(torch.tensor([0.6, 0.0, 0.0]))
+        return p
+
+    p = searched()
+    full = p.full_widths()
+
+    def s(**moves):  # sparsity with group -> candidate index
+        return float(p.sparsity_of({**full, **{n.replace("_", "."): p.candidates[n.replace("_", ".")][j]
+                                               for n, j in moves.items()}}))
+
+    a1, a0 = s(layers_1_ffn=1), s(layers_1_ffn=0)
+    a1b1, a1b0 = s(layers_1_ffn=1, conv_0=1), s(layers_1_ffn=1, conv_0=0)
+    assert 0 < a1b1 - a1 < min(a0, a1b0) - a1  # b's first move is the smallest
+    band = (a1b1 + min(a0, a1b0)) / 2 - a1  # holds b's first move from a1, no other
+    plain, banded = searched(target_sparsity=a1), searched(target_sparsity=a1, move_band=band)
+    at = {n: (lambda j, n=n: p.candidates[n][j]) for n in (a, b)}
+    # step 1: a's move ends on the target: both make it
+    assert plain.chosen_widths(hold=True) == banded.chosen_widths(hold=True) == {**full, a: at[a](1)}
+    # step 2: a's next move would leave the band: refused, and the step's one move goes to b
+    assert plain.chosen_widths(hold=True) == {**full, a: at[a](0)}
+    assert banded.chosen_widths(hold=True) == {**full, a: at[a](1), b: at[b](1)}
+    # step 3: a's and b's next moves would both leave the band: the architecture stays
+    assert banded.chosen_widths(hold=True) == {**full, a: at[a](1), b: at[b](1)}
+    assert abs(float(banded.sparsity_of(banded.chosen_widths())) - a1) <= band
+    # a move towards the target is made even if it ends outside the band
+    far = searched(target_sparsity=2 * a0, move_band=band)
+    assert far.chosen_widths(hold=True) == {**full, a: at[a](1)}
+    for bad in ({"move_band": -0.1}, {"move_band": 0.02, "max_switches": 0}):
+        with pytest.raises(ValueError, match="pruner_conf.move_band"):
+            nascp_model(tiny_ckpt, tmp_path, **bad)
