@@ -188,16 +188,16 @@ class NASCPPruner(StructuredPruner):
             self.held.copy_(torch.tensor(choice))
         return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), choice)}
 
+    def _sparsity_at(self, idx: Dict[str, int]) -> float:
+        """The sparsity of the architecture with candidate index ``idx[group]`` in each group."""
+        return float(self.sparsity_of({n: self.candidates[n][j] for n, j in idx.items()}))
+
     def _keeps_band(self, before: list, after: list) -> bool:
         """``move_band``: is the move from candidate indices ``before`` to ``after`` allowed?"""
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
-
-        def gap(idx):
-            return abs(float(self.sparsity_of(
-                {n: ks[j] for (n, ks), j in zip(self.candidates.items(), idx)})) - target)
-
-        new = gap(after)
-        return new <= self.move_band or new < gap(before)
+        new, old = (abs(self._sparsity_at(dict(zip(self.candidates, idx))) - target)
+                    for idx in (after, before))
+        return new <= self.move_band or new < old
 
     # -- forward --------------------------------------------------------------------------
     def before_forward(self) -> None:
@@ -240,11 +240,7 @@ class NASCPPruner(StructuredPruner):
     def snap_widths(self, widths: Dict[str, int]) -> Dict[str, int]:
         idx = {n: self.candidates[n].index(w) for n, w in widths.items()}
         logp = {n: torch.log_softmax(self.logits(n), 0) for n in self.candidates}
-        tol, target = self.finalize_tolerance, self.target_sparsity
-
-        def s_of(i):
-            return float(self.sparsity_of({n: self.candidates[n][j] for n, j in i.items()}))
-
+        tol, target, s_of = self.finalize_tolerance, self.target_sparsity, self._sparsity_at
         while True:
             gap = s_of(idx) - target
             if abs(gap) <= tol:
