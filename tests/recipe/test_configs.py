@@ -107,8 +107,8 @@ CONFIG_COPIES = {"hj_size_p500": ("hj_size", {"penalty": 500.0}),
                  "hj_macs_p500": ("hj_macs", {"penalty": 500.0}),
                  "hj_size_hard": ("hj_size", {"hard_gap": True}),
                  "hj_macs_hard": ("hj_macs", {"hard_gap": True}),
-                 "nascp_band": ("nascp", {"move_band": 0.015}),
-                 "nascp_free": ("nascp", {"penalty": 2000.0, "max_switches": None}),
+                 "nascp_noband": ("nascp", {"move_band": None}),
+                 "nascp_free": ("nascp_noband", {"penalty": 2000.0, "max_switches": None}),
                  "nascp_ms1": ("nascp_free", {"max_switches": 1}),
                  "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
 
