@@ -533,7 +533,8 @@ def _fmt(v, f: str = "{}") -> str:
 
 def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None,
              select: str = "last", groups: list[dict] | None = None,
-             front: dict[str, float | None] | None = None) -> str:
+             front: dict[str, float | None] | None = None,
+             source: str = "exp/results.json") -> str:
     """RESULTS.md: the table of ``rows``, the per-layer sparsity table, and links to
     ``figures`` ({title: PNG file name next to the markdown}). ``select``: the checkpoint rule
     (``best_dev``: dev chose the checkpoints, so the held-out sets' p-values come first)."""
@@ -566,7 +567,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
              f"{TRAINED_TOLERANCE} from its target: the target was decided by finalize, not by "
              "training; snap changed = share of the kept weights or units that finalize's snap changed. "
              "dense = the starting model.", "",
-             "Written by the recipe's results stage from `exp/results.json`. WER/CER in % (SLU "
+             f"Written by the recipe's results stage from `{source}`. WER/CER in % (SLU "
              "recipes add intent accuracy and SLU-F1 in %, `espnet_pinch/scoring/slu.py`; their WER "
              "is over the whole target: intent, entity markers and words); "
              "sparsity = share of the dense model's prunable Linear/Conv weights that are zero or "
@@ -606,7 +607,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         lines.append("| " + " | ".join(cells) + " |")
     recorded = [r for r in rows if r.get("recorded") is not None]
     if recorded:
-        lines += ["", f"† from its run record (`exp/{RECORDS}/<tag>.json`, written when the run "
+        lines += ["", f"† from its run record (`{Path(source).parent / RECORDS}/<tag>.json`, written when the run "
                   "finished; its experiment directory was not there when this table was written): "
                   + "; ".join(f"{r['tag']} ({r['recorded'].get('date', '?')}, commit "
                               f"{r['recorded'].get('commit') or '?'}"
@@ -759,7 +760,8 @@ def cmd_report(args) -> None:
     if plot_layer_trajectories(probes, md.parent / "per_layer_trajectories.png"):
         figures["Per-layer sparsity during training"] = "per_layer_trajectories.png"
     with atomic_file(md) as tmp:
-        tmp.write_text(markdown(rows, sets, figures, select=args.select, groups=groups, front=front))
+        tmp.write_text(markdown(rows, sets, figures, select=args.select, groups=groups, front=front,
+                                source=str(args.json)))
     logging.info("results: %d rows -> %s, %s, %s (figures: %s)", len(rows), args.json, summary, md,
                  ", ".join(figures.values()) or "none")
     problems = protocol_problems(rows, args.min_target_share)

@@ -65,6 +65,15 @@ def test_markdown_table_has_a_row_per_model():
     assert "paired bootstrap" in md and "1000 resamples" in md and "two-sided" in md
 
 
+def test_markdown_names_the_results_file_and_records_it_was_written_from():
+    rows = _rows()
+    rows[1]["recorded"] = {"date": "d", "commit": "c"}
+    md = markdown(rows, ["dev", "test"], source="exp_clip/results.json")
+    assert "from `exp_clip/results.json`" in md
+    assert "run record (`exp_clip/records/<tag>.json`" in md
+    assert "`exp/" not in md.split("## ONNX")[0]
+
+
 def test_markdown_with_best_dev_selection_reports_the_held_out_set_first():
     md = markdown(_rows(), ["dev", "test"], select="best_dev")
     assert "| p vs dense_cont test | p vs dense_cont dev (selection set) |" in md
