@@ -626,7 +626,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         bf = budget_frontier(groups, test_sets[-1])
         if bf:
             lines += _budget_section(bf, test_sets[-1])
-    lines += _onnx_section(rows, test_sets)
+    lines += _onnx_section(rows, test_sets, Path(source).parent)
     pruned = [r for r in rows if r.get("per_layer_sparsity")]
     if pruned:
         lines += ["", "## Per-layer sparsity", "",
@@ -653,7 +653,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
     return "\n".join(lines) + "\n"
 
 
-def _onnx_section(rows: list[dict], test_sets: list[str]) -> list[str]:
+def _onnx_section(rows: list[dict], test_sets: list[str], exp_dir: Path = Path("exp")) -> list[str]:
     """The table of stage 10: each exported model's ONNX sizes, ONNX Runtime's WER (fp32 and
     int8) next to PyTorch's, the largest log-probability difference, and the speeds."""
     rows = [r for r in rows if r.get("onnx")]
@@ -661,7 +661,7 @@ def _onnx_section(rows: list[dict], test_sets: list[str]) -> list[str]:
         return []
     s = test_sets[-1]
     lines = ["", "## ONNX Runtime (stage 10)", "",
-             f"Every model exported by stage 10 (`exp/asr_<tag>/export/`: `model.onnx`, `model.int8.onnx`, "
+             f"Every model exported by stage 10 (`{exp_dir}/asr_<tag>/export/`: `model.onnx`, `model.int8.onnx`, "
              f"`tokens.txt`, `transcribe.py`) and decoded by the shipped entry point (`transcribe.py`: ONNX "
              f"Runtime and numpy, greedy CTC, 2 threads) on {s}. max |Δ log-prob| = the largest difference of "
              "any CTC log-probability on any utterance of the set between ONNX Runtime fp32 and PyTorch's "

@@ -71,7 +71,10 @@ def test_markdown_names_the_results_file_and_records_it_was_written_from():
     md = markdown(rows, ["dev", "test"], source="exp_clip/results.json")
     assert "from `exp_clip/results.json`" in md
     assert "run record (`exp_clip/records/<tag>.json`" in md
-    assert "`exp/" not in md.split("## ONNX")[0]
+    rows[1]["onnx"] = {"fp32": {"bytes": 4e6}}
+    md = markdown(rows, ["dev", "test"], source="exp_clip/results.json")
+    assert "## ONNX Runtime (stage 10)" in md and "`exp_clip/asr_<tag>/export/`" in md
+    assert "`exp/" not in md
 
 
 def test_markdown_with_best_dev_selection_reports_the_held_out_set_first():
