@@ -176,13 +176,19 @@ class NASCPPruner(StructuredPruner):
         if limit:  # the largest leads move one candidate towards their argmax
             for _, i, _ in leads:
                 choice[i] = held[i]
+            if self.move_band and leads:  # distance of the held architecture to this step's target
+                target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
+                gap = self._gap_at(choice, target)
             for _, i, step in sorted(leads, reverse=True):
                 if limit == 0:
                     break
                 move = list(choice)
                 move[i] += step
-                if self.move_band and not self._keeps_band(choice, move):
-                    continue
+                if self.move_band:  # kept within the band, or closer to the target
+                    new = self._gap_at(move, target)
+                    if new > self.move_band and new >= gap:
+                        continue
+                    gap = new
                 choice, limit = move, limit - 1
         if hold and self.holds:
             self.held.copy_(torch.tensor(choice))
@@ -192,12 +198,9 @@ class NASCPPruner(StructuredPruner):
         """The sparsity of the architecture with candidate index ``idx[group]`` in each group."""
         return float(self.sparsity_of({n: self.candidates[n][j] for n, j in idx.items()}))
 
-    def _keeps_band(self, before: list, after: list) -> bool:
-        """``move_band``: is the move from candidate indices ``before`` to ``after`` allowed?"""
-        target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
-        new, old = (abs(self._sparsity_at(dict(zip(self.candidates, idx))) - target)
-                    for idx in (after, before))
-        return new <= self.move_band or new < old
+    def _gap_at(self, idx: list, target: float) -> float:
+        """|sparsity - target| of the architecture with candidate index ``idx[i]`` in group i."""
+        return abs(self._sparsity_at(dict(zip(self.candidates, idx))) - target)
 
     # -- forward --------------------------------------------------------------------------
     def before_forward(self) -> None:
