@@ -22,6 +22,9 @@ Targets, the paper's three variants (``target_on``):
 Expected size and MACs are exact functions of the gates' P(z != 0) for independent groups; the
 deterministic architecture rounds each group's expected count, so its size can sit a steady
 offset from the expected one (``hard_gap`` puts the deterministic value in the term).
+Held architecture (``move_band``, ours): the kept count of each group is held between training
+steps and moves to round(E[count]) only where the move leaves the constrained value within the
+band of the step's ramped target, or closer to it; the gates still choose which units are kept.
 Sparsity term: lambda1 * gap + penalty * gap^2 with lambda1 by dual ascent and a linear warm-up
 of the target (``pruning/lagrangian.py``; the paper trains lambda2 by ascent too, we keep it
 fixed as in SPG, see there). Finalize: if the deterministic architecture misses the target by
@@ -108,6 +111,14 @@ class HJPruner(StructuredPruner):
             its gradient the expectation's (straight-through, as NAS-CP's ``hard_gap``); false:
             the expectation under the gates' P(z != 0) (the paper's). The two differ by the
             rounding of each group's kept count, an offset a penalty-dominant term holds.
+        move_band (ours): the deterministic architecture's kept counts are held from one training
+            step to the next; a group moves to its round(E[count]) only if the move leaves
+            what is constrained (size, MACs, or each part's sparsity) within this distance of
+            the step's ramped target, or closer to it than before (groups with the largest
+            relative change first; a refused move leaves the others free). Once in the band
+            the architecture stays in it: the gates' rounding and their noise around the target
+            cannot carry it out (on AN4, 3 of 16 budget runs had under 40 % of their steps at
+            the target without it; README, "HJ's move band"). 0: off (the paper's).
         finalize_tolerance: largest |achieved - target| finalize leaves as it is.
         finetune_epochs: epochs of fine-tuning the compact model after pruning (read by the
             recipe; 0 = the pruning run is the whole compression, as in the paper).
@@ -133,9 +144,12 @@ class HJPruner(StructuredPruner):
         budget_ref_steps: Optional[int] = None,
         dual_gap_clip: Optional[float] = None,
         hard_gap: bool = False,
+        move_band: float = 0.0,
     ):
         if not alpha_lr_scale > 0:
             raise ValueError(f"pruner_conf.alpha_lr_scale must be > 0, got {alpha_lr_scale!r}")
+        if not move_band >= 0:
+            raise ValueError(f"pruner_conf.move_band must be >= 0, got {move_band!r}")
         if target_on not in VARIANTS:
             raise ValueError(f"pruner_conf.target_on must be one of {VARIANTS}, got {target_on!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
@@ -158,6 +172,9 @@ class HJPruner(StructuredPruner):
             for n, g in self.groups.items() if prune_layers and g.kind != "conv"})
         if target_on == "macs":
             self.build_macs_model()
+        self.move_band = float(move_band)
+        if self.move_band:  # -1: nothing held yet (the first training step sets every group)
+            self.register_buffer("held", torch.full((len(self.groups),), -1, dtype=torch.long))
         self._expected = None
         self.attach()
 
@@ -171,17 +188,50 @@ class HJPruner(StructuredPruner):
         return out
 
     def deterministic_masks(self, widths: Optional[Dict[str, int]] = None) -> Dict[str, torch.Tensor]:
-        masks = {}
+        """Each group's ``widths[n]`` (default: ``chosen_widths()``) largest-log_alpha units."""
+        widths = self.chosen_widths() if widths is None else widths
+        return {n: self.gates[self._key(n)].deterministic(widths[n]) for n in self.groups}
+
+    def rounded_widths(self) -> Dict[str, int]:
+        """The gates' own architecture: round(E[count]) per group, 0 where the whole block's
+        gate is pruned (its deterministic value 0)."""
+        out = {}
         for n in self.groups:
             k = self._key(n)
-            m = self.gates[k].deterministic(None if widths is None else widths[n])
-            if widths is None and k in self.layer_gates and float(self.layer_gates[k].deterministic()[0]) == 0:
-                m = torch.zeros_like(m)  # the whole block is pruned
-            masks[n] = m
-        return masks
+            lg = self.layer_gates[k] if k in self.layer_gates else None
+            pruned = lg is not None and float(lg.deterministic()[0]) == 0
+            out[n] = 0 if pruned else int(round(float(self.gates[k].expected_count())))
+        return out
 
-    def chosen_widths(self) -> Dict[str, int]:
-        return {n: int((m != 0).sum()) for n, m in self.deterministic_masks().items()}
+    def chosen_widths(self, hold: bool = False) -> Dict[str, int]:
+        """The deterministic architecture's kept counts: the gates' rounded ones, or with
+        ``move_band`` the held ones, which ``hold`` (a training step) moves towards the rounded
+        ones as far as the band allows. Evaluation and finalize see what training last held."""
+        free = self.rounded_widths()
+        if not self.move_band:
+            return free
+        held = dict(zip(self.groups, self.held.tolist()))
+        if min(held.values()) < 0:  # nothing held yet: the gates' architecture
+            choice = free
+        elif not hold:
+            return held
+        else:
+            target = {p: warmed_up_target(t, self.step, self.warmup_steps) for p, t in self.targets.items()}
+            choice, gap = dict(held), self._gap_at(held, target)
+            moves = sorted(((abs(free[n] - held[n]) / g.num_units, n) for n, g in self.groups.items()
+                            if free[n] != held[n]), reverse=True)
+            for _, n in moves:
+                move = {**choice, n: free[n]}
+                new = self._gap_at(move, target)
+                if new <= self.move_band or new < gap:  # kept within the band, or closer
+                    choice, gap = move, new
+        if hold:
+            self.held.copy_(torch.tensor([choice[n] for n in self.groups]))
+        return choice
+
+    def _gap_at(self, widths: Dict[str, int], target: Dict[str, float]) -> float:
+        """The largest |achieved - target| over the constrained parts at ``widths``."""
+        return max(abs(float(v) - target[p]) for p, v in self.achieved(widths).items())
 
     def before_forward(self) -> None:
         if not self.training:
@@ -208,7 +258,9 @@ class HJPruner(StructuredPruner):
         return {"all": self.sparsity_of(widths)}
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        widths = self.chosen_widths()  # one deterministic-mask evaluation per step
+        update = torch.is_grad_enabled()
+        # one deterministic-architecture evaluation per step (a training step moves the held one)
+        widths = self.chosen_widths(hold=self._expected is not None and update)
         chosen = {p: float(v) for p, v in self.achieved(widths).items()}
         stats = {"sparsity": torch.tensor(float(self.sparsity_of(widths)))}
         if self.target_on == "macs":
@@ -216,7 +268,6 @@ class HJPruner(StructuredPruner):
         if self._expected is None:  # evaluation: report only
             zero = self.step.new_zeros((), dtype=torch.float32)
             return zero, {**stats, "loss_sparsity": zero}
-        update = torch.is_grad_enabled()
         term = 0.0
         for part, expected in self.achieved(self._expected).items():
             target = warmed_up_target(self.targets[part], self.step, self.warmup_steps)

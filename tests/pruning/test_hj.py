@@ -174,3 +174,58 @@ def test_whole_block_gates(tiny_ckpt, tmp_path):
     assert p.chosen_widths()["layers.0.ffn"] == 0         # the whole FFN block is pruned
     assert p.chosen_widths()["layers.1.ffn"] > 0
     assert p.num_extra_params() == sum(g.num_units for g in p.groups.values()) + 4
+
+
+def test_move_band_holds_the_architecture_within_the_band(tiny_ckpt, tmp_path):
+    """move_band: a training step moves a group's held kept count to the gates' rounded one only
+    if what is constrained stays within the band of the step's target or gets closer (the group
+    with the larger relative change first; a refused move leaves the next free); evaluation and
+    finalize see the held counts. Without the band the rounded counts are used as they are."""
+    a, b = "layers.0.ffn", "conv.0"
+
+    def trained(**conf):  # held: every group at its full width; then the gates move a and b
+        p = hj_model(tiny_ckpt, tmp_path, warmup_steps=0, **conf).pruner
+        for g in p.gates.values():
+            g.set_log_alpha(10.0)
+        p.chosen_widths(hold=True)
+        half = torch.tensor([10.0] * 32 + [-10.0] * 32)      # a: 32 of 64 units (1/2)
+        p.gates[p._key(a)].set_log_alpha(half)
+        p.gates[p._key(b)].set_log_alpha(torch.tensor([10.0] * 12 + [-10.0] * 4))  # b: 12 of 16
+        return p
+
+    p = trained()
+    full = p.full_widths()
+    moved = {a: 32, b: 12}
+
+    def s(*names):
+        return float(p.sparsity_of({**full, **{n: moved[n] for n in names}}))
+
+    sa, sb = s(a), s(b)
+    assert sa > 2 * sb > 0                  # a's move alone would end further from b's target
+    assert p.chosen_widths(hold=True) == {**full, **moved}  # no band: the gates' counts
+    band = sb / 2
+    banded = trained(target_sparsity=sb, move_band=band)
+    assert banded.chosen_widths() == full   # evaluation: what the last training step held
+    # a's move (the larger) would leave the band and end further: refused; b's is made
+    assert banded.chosen_widths(hold=True) == {**full, b: 12}
+    assert banded.chosen_widths(hold=True) == {**full, b: 12}  # and a's stays refused
+    # the held counts are what an evaluation forward and finalize use
+    banded.eval()
+    banded.before_forward()
+    assert {n: int((banded.column_mask(n).mask != 0).sum()) for n in full} == {**full, b: 12}
+    assert banded.finalize().sparsity_before_snap == pytest.approx(sb)
+    # a move towards the target is made even if it ends outside the band
+    assert trained(target_sparsity=2 * s(a, b), move_band=band).chosen_widths(hold=True) == {**full, **moved}
+    # a training forward moves the held counts, an evaluation forward does not
+    q = trained(target_sparsity=sb, move_band=band)
+    q.eval()
+    q.before_forward()
+    q.loss()
+    assert q.chosen_widths() == full
+    q.train()
+    q.before_forward()
+    _, stats = q.loss()
+    assert q.chosen_widths() == {**full, b: 12}
+    assert float(stats["achieved_all"]) == pytest.approx(sb)
+    with pytest.raises(ValueError, match="pruner_conf.move_band"):
+        hj_model(tiny_ckpt, tmp_path, move_band=-0.1)
