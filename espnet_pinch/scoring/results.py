@@ -32,7 +32,7 @@ from espnet_pinch.adapters import adapter
 from espnet_pinch.pruning.sparse import from_sparse
 from espnet_pinch.scoring.plots import (plot_layer_trajectories, plot_per_layer, plot_wer_vs_sparsity,
                                         plot_wer_vs_time)
-from espnet_pinch.scoring.significance import bootstrap_wer_ci, paired_bootstrap
+from espnet_pinch.scoring.significance import bootstrap_wer_ci, format_p, paired_bootstrap
 from espnet_pinch.train.schedule import PROBES, read_probes, read_trace
 from espnet_pinch.utils.atomic import atomic_file, write_json
 from espnet_pinch.utils.safe_load import load_checkpoint
@@ -593,7 +593,7 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
                  f"{r['params_nonzero'] / 1e6:.2f} M", _fmt(r.get("extra_params"), "{:,}")]
         cells += [_fmt(r["wer"].get(s), "{:.2f}") for s in test_sets]
-        cells += [_fmt((sig.get(s) or {}).get("p_value"), "{:.3f}") for s in p_sets]
+        cells += [format_p(sig.get(s)) for s in p_sets]
         cells += [_fmt(r["cer"].get(s), "{:.2f}") for s in test_sets]
         if slu:
             cells += [_fmt((r.get(k) or {}).get(s), "{:.2f}") for k in ("intent_acc", "slu_f1")
@@ -618,8 +618,8 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
     lines += ["", f"p vs {ref}: paired bootstrap test (Bisani & Ney, 2004) of the difference between "
               f"the model's WER and {ref}'s on the same utterances: "
               f"{N_BOOT} resamples of the utterances with replacement, two-sided p-value of "
-              "\"no difference\" (small p: the difference is unlikely to be chance; 0.000: every "
-              "resample's difference had the same sign, p < 0.002); `results.json` also holds the "
+              f"\"no difference\" (small p: the difference is unlikely to be chance; < {2 / N_BOOT:.3g}: "
+              "every resample's difference had the same sign); `results.json` also holds the "
               "difference and its 95% interval."]
     if groups:
         lines += _seed_section(groups, p_sets, ref, front or {}, test_sets[-1])
@@ -709,7 +709,7 @@ def _seed_section(groups: list[dict], p_sets: list[str], ref: str, front: dict, 
                  _fmt(g.get("compression_seconds_mean"), "{:.0f}")]
         cells += ["-" if g["wer_mean"].get(s) is None else f"{g['wer_mean'][s]:.2f} ± {g['wer_std'][s]:.2f}"
                   for s in p_sets]
-        cells += [_fmt((g["significance"].get(s) or {}).get("p_value"), "{:.3f}") for s in p_sets]
+        cells += [format_p(g["significance"].get(s)) for s in p_sets]
         lines.append("| " + " | ".join(cells) + " |")
     if front:
         lines += ["", "## Lossless-sparsity frontier", "",

@@ -40,6 +40,17 @@ def paired_bootstrap(a: Mapping[str, Sequence[int]], b: Mapping[str, Sequence[in
             "n_boot": n_boot}
 
 
+def format_p(sig: Mapping | None) -> str:
+    """A bootstrap p-value as text: "< 2/n_boot" when every resample's difference had the same
+    sign (the two-sided p's smallest nonzero value is 2/n_boot: 0 is not measurable), "-" for
+    none."""
+    if not sig or sig.get("p_value") is None:
+        return "-"
+    if sig["p_value"] == 0:
+        return f"< {2.0 / sig['n_boot']:.3g}"
+    return f"{sig['p_value']:.3f}"
+
+
 def bootstrap_wer_ci(a: Mapping[str, Sequence[int]], n_boot: int = 1000, seed: int = 0) -> list[float]:
     """95% percentile interval of one system's WER (%) over resamples of its utterances."""
     if not a:

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from espnet_pinch.scoring.significance import paired_bootstrap
+from espnet_pinch.scoring.significance import format_p, paired_bootstrap
 
 
 def _system(n: int = 130, seed: int = 0) -> dict:
@@ -72,3 +72,12 @@ def test_vectorised_fast_enough():
     t = time.perf_counter()
     paired_bootstrap(a, b)
     assert time.perf_counter() - t < 0.5  # milliseconds in practice; generous for loaded CI
+
+
+def test_a_p_value_no_resample_reached_is_shown_as_below_one_resample():
+    a = _system()
+    worse = {u: [w, w] for u, (e, w) in a.items()}  # every word wrong
+    r = paired_bootstrap(a, worse)
+    assert r["p_value"] == 0.0 and format_p(r) == "< 0.002"
+    assert format_p({**r, "n_boot": 200}) == "< 0.01"
+    assert format_p({"p_value": 0.0123, "n_boot": 1000}) == "0.012" and format_p(None) == "-"
