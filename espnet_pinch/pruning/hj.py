@@ -207,14 +207,14 @@ class HJPruner(StructuredPruner):
         """The deterministic architecture's kept counts: the gates' rounded ones, or with
         ``move_band`` the held ones, which ``hold`` (a training step) moves towards the rounded
         ones as far as the band allows. Evaluation and finalize see what training last held."""
+        held = dict(zip(self.groups, self.held.tolist())) if self.move_band else {}
+        if held and not hold and min(held.values()) >= 0:
+            return held
         free = self.rounded_widths()
-        if not self.move_band:
+        if not held:
             return free
-        held = dict(zip(self.groups, self.held.tolist()))
         if min(held.values()) < 0:  # nothing held yet: the gates' architecture
             choice = free
-        elif not hold:
-            return held
         else:
             target = {p: warmed_up_target(t, self.step, self.warmup_steps) for p, t in self.targets.items()}
             choice, gap = dict(held), self._gap_at(held, target)
