@@ -43,7 +43,7 @@ from espnet_pinch.compaction.units import KINDS
 from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
                                               warmed_up_target)
 from espnet_pinch.pruning.masked import check_target
-from espnet_pinch.pruning.structured import StructuredPruner
+from espnet_pinch.pruning.structured import StructuredPruner, keeps_band
 
 BETA, LEFT, RIGHT = 2.0 / 3.0, -0.1, 1.1
 VARIANTS = ("separate", "size", "macs")
@@ -223,7 +223,7 @@ class HJPruner(StructuredPruner):
             for _, n in moves:
                 move = {**choice, n: free[n]}
                 new = self._gap_at(move, target)
-                if new <= self.move_band or new < gap:  # kept within the band, or closer
+                if keeps_band(new, gap, self.move_band):
                     choice, gap = move, new
         if hold:
             self.held.copy_(torch.tensor([choice[n] for n in self.groups]))

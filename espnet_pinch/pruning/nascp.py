@@ -33,7 +33,7 @@ import torch
 from espnet_pinch.compaction.units import KINDS
 from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
                                               warmed_up_target)
-from espnet_pinch.pruning.structured import StructuredPruner
+from espnet_pinch.pruning.structured import StructuredPruner, keeps_band
 
 
 class NASCPPruner(StructuredPruner):
@@ -164,7 +164,7 @@ class NASCPPruner(StructuredPruner):
         choice, leads = [], []
         for i, (n, ks) in enumerate(self.candidates.items()):
             logit = self.logits(n)
-            j, h = len(ks) - 1 - int(logit.flip(0).argmax()), held[i]
+            j, h = self.argmax_index(logit), held[i]
             if h >= 0 and j != h:
                 lead = float(logit[j] - logit[h])
                 if lead <= self.argmax_margin:
@@ -184,15 +184,20 @@ class NASCPPruner(StructuredPruner):
                     break
                 move = list(choice)
                 move[i] += step
-                if self.move_band:  # kept within the band, or closer to the target
+                if self.move_band:
                     new = self._gap_at(move, target)
-                    if new > self.move_band and new >= gap:
+                    if not keeps_band(new, gap, self.move_band):
                         continue
                     gap = new
                 choice, limit = move, limit - 1
         if hold and self.holds:
             self.held.copy_(torch.tensor(choice))
         return {n: ks[j] for (n, ks), j in zip(self.candidates.items(), choice)}
+
+    @staticmethod
+    def argmax_index(logit: torch.Tensor) -> int:
+        """A group's argmax candidate index; ties go to the wider one (all widths start tied)."""
+        return len(logit) - 1 - int(logit.flip(0).argmax())
 
     def _sparsity_at(self, idx: Dict[str, int]) -> float:
         """The sparsity of the architecture with candidate index ``idx[group]`` in each group."""

@@ -28,6 +28,12 @@ from espnet_pinch.pruning.layers import select_layers
 from espnet_pinch.pruning.masked import check_target
 
 
+def keeps_band(new_gap: float, gap: float, band: float) -> bool:
+    """The move band's rule (NAS-CP's and HJ's ``move_band``): a move of a held architecture is
+    made if it leaves |achieved - target| within ``band``, or smaller than before the move."""
+    return new_gap <= band or new_gap < gap
+
+
 class StructuredPruner(AbsPruner):
     needs_ssl_model = True  # PinchASRTask passes ssl_model= (the units live there)
 
