@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="env PYTHONPATH=../../..:${PYTHONPATH:-} ${PINCH_VENV:-../../../tools/venv}/bin/python -m espnet_pinch.bin.compare_records"
-pairs="nascp_noband:nascp hj_size:hj_size_band hj_macs:hj_macs_band hj_size:hj_size_hard"
+pairs="nascp_noband:nascp hj_size_noband:hj_size hj_macs_noband:hj_macs hj_size_noband:hj_size_hard"
 keys="0.5 0.65 0.8 0.9 0.65_b1 0.65_b2 0.65_b4 0.65_b8"
 for pair in ${pairs}; do
     a=${pair%%:*}; b=${pair##*:}
