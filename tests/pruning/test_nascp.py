@@ -270,3 +270,28 @@ def test_move_band_refuses_moves_that_leave_the_band_and_lets_the_next_lead_move
     for bad in ({"move_band": -0.1}, {"move_band": 0.02, "max_switches": 0}):
         with pytest.raises(ValueError, match="pruner_conf.move_band"):
             nascp_model(tiny_ckpt, tmp_path, **bad)
+
+
+@pytest.mark.parametrize("on_argmax", [False, True])
+def test_gap_on_argmax_puts_the_logits_choice_in_the_term_not_the_held_one(tiny_ckpt, tmp_path, on_argmax):
+    """With a held architecture (max_switches, move_band) the term's value is the held one's
+    sparsity, or with gap_on_argmax the plain argmax architecture's (the logits' own choice)."""
+    model = nascp_model(tiny_ckpt, tmp_path, target_sparsity=0.6, penalty=10.0, dual_lr=1.0,
+                        warmup_steps=0, hard_gap=True, max_switches=1, move_band=0.02,
+                        gap_on_argmax=on_argmax)
+    p = model.pruner
+    p.chosen_widths(hold=True)  # every group holds its full width (all logits tied)
+    with torch.no_grad():  # the logits now prefer the narrowest candidate everywhere
+        for a in p.alpha.values():
+            a.zero_()[0] = 0.05
+    argmax = float(p.sparsity_of({n: ks[0] for n, ks in p.candidates.items()}))
+    model.train()
+    _, stats, _ = model(**batch())
+    held = float(stats["sparsity"])  # one move made this step: far below the argmax
+    assert 0 < held < 0.2 < 0.6 < argmax
+    gap = (argmax if on_argmax else held) - 0.6
+    assert float(stats["loss_sparsity"]) == pytest.approx(10.0 * gap ** 2, rel=1e-5)  # lambda1 was 0
+    assert float(p.lambda1) == pytest.approx(gap, rel=1e-5)
+    assert ("argmax_sparsity" in stats) == on_argmax
+    with pytest.raises(ValueError, match="pruner_conf.gap_on_argmax needs hard_gap"):
+        nascp_model(tiny_ckpt, tmp_path, gap_on_argmax=True)

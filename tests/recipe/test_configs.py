@@ -110,6 +110,7 @@ CONFIG_COPIES = {"hj_size_noband": ("hj_size", {"move_band": None}),
                  "hj_size_hard": ("hj_size_noband", {"hard_gap": True}),
                  "hj_macs_hard": ("hj_macs_noband", {"hard_gap": True}),
                  "nascp_noband": ("nascp", {"move_band": None}),
+                 "nascp_argmax": ("nascp", {"gap_on_argmax": True}),
                  "nascp_free": ("nascp_noband", {"penalty": 2000.0, "max_switches": None}),
                  "nascp_ms1": ("nascp_free", {"max_switches": 1}),
                  "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
