@@ -100,20 +100,10 @@ def test_spg_variants_differ_from_spg_raw_only_in_their_own_keys():
         assert changed and changed <= allowed, (name, sorted(changed - allowed))
 
 
-# Near copies kept for recorded runs (records <copy>_*, run under the default's tag while the
-# default was the copy, or run as a trial variant): copy -> (the config it was copied from, the keys where it differs and
-# their values, None = absent). A later edit of one must not silently leave the other behind.
-CONFIG_COPIES = {"hj_size_noband": ("hj_size", {"move_band": None}),
-                 "hj_macs_noband": ("hj_macs", {"move_band": None}),
-                 "hj_size_p500": ("hj_size_noband", {"penalty": 500.0}),
-                 "hj_macs_p500": ("hj_macs_noband", {"penalty": 500.0}),
-                 "hj_size_hard": ("hj_size_noband", {"hard_gap": True}),
-                 "hj_macs_hard": ("hj_macs_noband", {"hard_gap": True}),
-                 "nascp_noband": ("nascp", {"move_band": None}),
-                 "nascp_argmax": ("nascp", {"gap_on_argmax": True}),
-                 "nascp_free": ("nascp_noband", {"penalty": 2000.0, "max_switches": None}),
-                 "nascp_ms1": ("nascp_free", {"max_switches": 1}),
-                 "nascp_p20k": ("nascp_free", {"penalty": 20000.0})}
+# Near copies kept for recorded runs: copy -> (the config it was copied from, the keys where it
+# differs and their values, None = absent), declared in conf/pruner_copies.yaml.
+CONFIG_COPIES = {copy: (c["source"], c["changes"]) for copy, c in yaml.safe_load(
+    (ROOT / "egs2" / "an4" / "asr1" / "conf" / "pruner_copies.yaml").read_text()).items()}
 
 
 @pytest.mark.parametrize("copy", sorted(CONFIG_COPIES))
