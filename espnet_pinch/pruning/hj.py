@@ -192,7 +192,7 @@ class HJPruner(StructuredPruner):
         widths = self.chosen_widths() if widths is None else widths
         return {n: self.gates[self._key(n)].deterministic(widths[n]) for n in self.groups}
 
-    def rounded_widths(self) -> Dict[str, int]:
+    def unheld_widths(self) -> Dict[str, int]:
         """The gates' own architecture: round(E[count]) per group, 0 where the whole block's
         gate is pruned (its deterministic value 0)."""
         out = {}
@@ -210,7 +210,7 @@ class HJPruner(StructuredPruner):
         held = dict(zip(self.groups, self.held.tolist())) if self.move_band else {}
         if held and not hold and min(held.values()) >= 0:
             return held
-        free = self.rounded_widths()
+        free = self.unheld_widths()
         if not held:
             return free
         if min(held.values()) < 0:  # nothing held yet: the gates' architecture

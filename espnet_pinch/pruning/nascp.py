@@ -212,6 +212,15 @@ class NASCPPruner(StructuredPruner):
         """A group's argmax candidate index; ties go to the wider one (all widths start tied)."""
         return len(logit) - 1 - int(logit.flip(0).argmax())
 
+    @staticmethod
+    def expected_width(logit: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+        """A group's width expected under the softmax of its logits."""
+        return torch.softmax(logit, 0) @ torch.tensor(ks, dtype=logit.dtype, device=logit.device)
+
+    def unheld_widths(self) -> Dict[str, int]:
+        """The logits' own architecture: the argmax candidate of every group."""
+        return {n: ks[self.argmax_index(self.logits(n))] for n, ks in self.candidates.items()}
+
     def _sparsity_at(self, idx: Dict[str, int]) -> float:
         """The sparsity of the architecture with candidate index ``idx[group]`` in each group."""
         return float(self.sparsity_of({n: self.candidates[n][j] for n, j in idx.items()}))
@@ -233,7 +242,7 @@ class NASCPPruner(StructuredPruner):
             masks = self.keep_masks(name, ks).to(y)
             cm = self.column_mask(name)
             cm.soft = y @ masks
-            expected[name] = torch.softmax(logit, 0) @ torch.tensor(ks, dtype=y.dtype, device=y.device)
+            expected[name] = self.expected_width(logit, ks)
         self._expected = expected
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -247,8 +256,7 @@ class NASCPPruner(StructuredPruner):
         if self.hard_gap:  # the argmax architecture's value, the expectation's gradient
             hard = chosen
             if self.gap_on_argmax:  # the logits' own argmax, not the held architecture
-                hard = float(self.sparsity_of({n: ks[self.argmax_index(self.logits(n))]
-                                               for n, ks in self.candidates.items()}))
+                hard = float(self.sparsity_of(self.unheld_widths()))
                 stats["argmax_sparsity"] = torch.tensor(hard)
             s = straight_through(s, hard)
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)

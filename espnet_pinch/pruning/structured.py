@@ -121,6 +121,12 @@ class StructuredPruner(AbsPruner):
             self.build_macs_model()
         return self.cost.macs(widths)
 
+    def unheld_widths(self) -> Dict[str, int]:
+        """The architecture the method's own parameters choose, before any hold between steps
+        (NAS-CP: the argmax candidates, HJ: the rounded expected counts); methods that hold
+        nothing: ``chosen_widths``."""
+        return self.chosen_widths()
+
     def full_widths(self) -> Dict[str, int]:
         return {n: g.num_units for n, g in self.groups.items()}
 

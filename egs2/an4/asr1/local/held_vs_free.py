@@ -1,8 +1,7 @@
 """Diagnostic of a structured method that holds its architecture (NAS-CP with ``max_switches``,
 HJ with ``move_band``): at the end of a search, how far the held architecture (what validation
 and finalize use) is from the one the method's own parameters choose unheld (NAS-CP: the
-argmax candidate per group, ``NASCPPruner.argmax_index``; HJ: each
-group's round(E[count]), ``HJPruner.rounded_widths``). For each run dir, builds the model from
+argmax candidate per group; HJ: each group's round(E[count]); ``unheld_widths`` of each). For each run dir, builds the model from
 ``config.yaml`` and the search's last epoch checkpoint (``<N>epoch.pth``) and prints the groups
 where the two differ and the sparsity each has (NAS-CP also the expected one under the softmax,
 what the term holds at the target without ``hard_gap``; for HJ ``achieved`` is what the target
@@ -25,16 +24,11 @@ def last_epoch(run: Path) -> Path:
     return eps[-1]
 
 
-def free_widths(p) -> tuple[dict, dict | None]:
-    """The unheld architecture, and NAS-CP's expected widths (None for HJ)."""
-    if hasattr(p, "rounded_widths"):
-        return p.rounded_widths(), None
-    free, expected = {}, {}
-    for n, ks in p.candidates.items():
-        logit = p.logits(n)
-        free[n] = ks[p.argmax_index(logit)]
-        expected[n] = float(torch.softmax(logit, 0) @ torch.tensor(ks, dtype=logit.dtype))
-    return free, expected
+def expected_widths(p) -> dict | None:
+    """NAS-CP's widths expected under the softmax of the logits; None for HJ."""
+    if not hasattr(p, "candidates"):
+        return None
+    return {n: float(p.expected_width(p.logits(n), ks)) for n, ks in p.candidates.items()}
 
 
 def constrained(p, widths) -> str:
@@ -52,7 +46,7 @@ def main(runs: list[str]) -> None:
         if getattr(p, "held", None) is None:
             raise SystemExit(f"{run}: its method holds no architecture (NAS-CP max_switches, HJ move_band)")
         held = p.chosen_widths()
-        free, expected = free_widths(p)
+        free, expected = p.unheld_widths(), expected_widths(p)
         off = [n for n in held if held[n] != free[n]]
         line = (f"{run.name} ({ckpt.name}): held != free in {len(off)} of {len(held)} groups; sparsity "
                 f"held {float(p.sparsity_of(held)):.3f}{constrained(p, held)}, "
