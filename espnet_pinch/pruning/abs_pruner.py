@@ -39,6 +39,11 @@ class FinalizeResult:
     sparsity_before_snap: float              # what training reached
     achieved_before_snap: Dict[str, float]   # ... of what the target constrains
     snap_changed_units: float                # share of kept weights / units the snap changed
+    # methods that hold their architecture between steps (NAS-CP max_switches, HJ move_band):
+    # what the target constrains at the architecture the method's parameters choose unheld, and
+    # the share of that architecture's units the held one (what was kept) differs by
+    unheld_achieved: Optional[Dict[str, float]] = None
+    unheld_apart_units: Optional[float] = None
     keep: Optional[Dict[str, List[int]]] = None
     widths: Optional[Dict[str, int]] = None
     method: Dict[str, object] = field(default_factory=dict)

@@ -173,6 +173,7 @@ class HJPruner(StructuredPruner):
         if target_on == "macs":
             self.build_macs_model()
         self.move_band = float(move_band)
+        self.holds = bool(self.move_band)
         if self.move_band:  # -1: nothing held yet (the first training step sets every group)
             self.register_buffer("held", torch.full((len(self.groups),), -1, dtype=torch.long))
         self._expected = None

@@ -36,6 +36,7 @@ def keeps_band(new_gap: float, gap: float, band: float) -> bool:
 
 class StructuredPruner(AbsPruner):
     needs_ssl_model = True  # PinchASRTask passes ssl_model= (the units live there)
+    holds = False  # True: the chosen architecture is held between steps (``unheld_widths`` differs)
 
     def __init__(self, prunable: "OrderedDict[str, torch.nn.Module]", ssl_model: torch.nn.Module,
                  target_sparsity: float, units: Sequence[str] = KINDS,
@@ -209,8 +210,11 @@ class StructuredPruner(AbsPruner):
         """Snap the trained widths (``snap_widths``), bake the final masks into the consumers'
         weights, remove the masks; the result lists the units to keep. Also reports what training
         reached: the trained widths' sparsity and constrained values, and the share of kept
-        units the snap changed (sum over groups of |after - before| / sum of before)."""
+        units the snap changed (sum over groups of |after - before| / sum of before). A method that
+        holds its architecture between steps (``holds``) also reports the unheld one's constrained
+        values and how far the held one is from it (sum of |held - unheld| / sum of unheld)."""
         before = self.chosen_widths()
+        free = self.unheld_widths() if self.holds else None
         widths = self.snap_widths(before)
         changed = sum(abs(int(widths[n]) - int(before[n])) for n in before)
         self.set_final_masks(widths)
@@ -225,4 +229,7 @@ class StructuredPruner(AbsPruner):
             sparsity_before_snap=float(self.sparsity_of(before)),
             achieved_before_snap={p: float(v) for p, v in self.achieved(before).items()},
             snap_changed_units=changed / max(1, sum(int(w) for w in before.values())),
+            unheld_achieved=None if free is None else {p: float(v) for p, v in self.achieved(free).items()},
+            unheld_apart_units=None if free is None else (
+                sum(abs(int(before[n]) - int(free[n])) for n in free) / max(1, sum(int(w) for w in free.values()))),
             keep=keep, widths=widths, method=self.method_entries(widths))

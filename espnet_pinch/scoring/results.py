@@ -41,7 +41,7 @@ from espnet_pinch.utils.safe_load import load_checkpoint
 # structured method removed rows/heads/layers, and the pruned architecture
 OPTIONAL_PRUNING_KEYS = ("params_prunable_dense", "params_total_dense", "arch",
                          "sparsity_before_snap", "achieved_before_snap", "snap_changed_units",
-                         "macs_sparsity")
+                         "macs_sparsity", "unheld_achieved", "unheld_apart_units")
 N_BOOT = 1000
 # A run whose training ended further than this from its target had it decided by finalize's snap.
 TRAINED_TOLERANCE = 0.02
@@ -136,6 +136,10 @@ def cmd_meta(args) -> None:
             "bytes_dense_equivalent": p.get("bytes_dense"),
         })
         meta.update({k: p[k] for k in OPTIONAL_PRUNING_KEYS if k in p})
+        if meta.get("unheld_apart_units"):
+            print(f"NOTE {meta['tag']}: the kept (held) architecture differs from the one the "
+                  f"method's parameters choose unheld in {meta['unheld_apart_units']:.1%} of its units; "
+                  f"unheld: {_unheld(meta)}", flush=True)
         meta["layer_spread"] = layer_spread(meta["per_layer_sparsity"], meta.pop("layer_parts"))
     write_json(exp / "meta.json", meta)
 
@@ -531,6 +535,14 @@ def _fmt(v, f: str = "{}") -> str:
     return "-" if v is None else f.format(v)
 
 
+def _unheld(r: dict) -> str:
+    """What the target constrains at a holding method's unheld architecture ("-" if none)."""
+    u = r.get("unheld_achieved")
+    if not u:
+        return "-"
+    return f"{u['all']:.3f}" if list(u) == ["all"] else ", ".join(f"{p} {v:.3f}" for p, v in u.items())
+
+
 def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | None = None,
              select: str = "last", groups: list[dict] | None = None,
              front: dict[str, float | None] | None = None,
@@ -565,7 +577,10 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
              + ". trained = what training reached before finalize (the constrained sparsity, size "
              "or MACs reduction at the last training step); a row marked **(snap)** ended more than "
              f"{TRAINED_TOLERANCE} from its target: the target was decided by finalize, not by "
-             "training; snap changed = share of the kept weights or units that finalize's snap changed. "
+             "training; (unheld x) = a method that holds its architecture between steps (NAS-CP "
+             "max_switches, HJ move_band) kept one that differs from the one its parameters choose "
+             "unheld, at which the constrained value is x; "
+             "snap changed = share of the kept weights or units that finalize's snap changed. "
              "dense = the starting model.", "",
              f"Written by the recipe's results stage from `{source}`. WER/CER in % (SLU "
              "recipes add intent accuracy and SLU-F1 in %, `espnet_pinch/scoring/slu.py`; their WER "
@@ -588,7 +603,8 @@ def markdown(rows: list[dict], test_sets: list[str], figures: dict[str, str] | N
         snapped = (r.get("trained_off_target") or 0.0) > TRAINED_TOLERANCE
         cells = [r["tag"] + (" †" if r.get("recorded") is not None else ""), r["method"],
                  _fmt(r.get("target_sparsity"), "{:.2f}"),
-                 _fmt(r.get("trained_achieved"), "{:.3f}") + (" **(snap)**" if snapped else ""),
+                 _fmt(r.get("trained_achieved"), "{:.3f}") + (" **(snap)**" if snapped else "")
+                 + (f" (unheld {_unheld(r)})" if r.get("unheld_apart_units") else ""),
                  _fmt(r.get("snap_changed_units"), "{:.1%}"),
                  f"{r['sparsity']:.3f}", f"{r['sparsity_model']:.3f}", f"{r['params_total'] / 1e6:.2f} M",
                  f"{r['params_nonzero'] / 1e6:.2f} M", _fmt(r.get("extra_params"), "{:,}")]

@@ -213,7 +213,11 @@ def test_move_band_holds_the_architecture_within_the_band(tiny_ckpt, tmp_path):
     banded.eval()
     banded.before_forward()
     assert {n: int((banded.column_mask(n).mask != 0).sum()) for n in full} == {**full, b: 12}
-    assert banded.finalize().sparsity_before_snap == pytest.approx(sb)
+    result = banded.finalize()  # ... and it reports the unheld (rounded) architecture's value
+    assert result.sparsity_before_snap == pytest.approx(sb)
+    assert result.unheld_achieved["all"] == pytest.approx(s(a, b))
+    assert result.unheld_apart_units == pytest.approx(32 / sum({**full, **moved}.values()))
+    assert p.finalize().unheld_achieved is None  # no band: nothing held
     # a move towards the target is made even if it ends outside the band
     assert trained(target_sparsity=2 * s(a, b), move_band=band).chosen_widths(hold=True) == {**full, **moved}
     # a training forward moves the held counts, an evaluation forward does not

@@ -295,3 +295,30 @@ def test_gap_on_argmax_puts_the_logits_choice_in_the_term_not_the_held_one(tiny_
     assert ("argmax_sparsity" in stats) == on_argmax
     with pytest.raises(ValueError, match="pruner_conf.gap_on_argmax needs hard_gap"):
         nascp_model(tiny_ckpt, tmp_path, gap_on_argmax=True)
+
+
+@pytest.mark.parametrize("holding", [True, False])
+def test_finalize_reports_the_unheld_architecture_of_a_method_that_holds(tiny_ckpt, tmp_path, holding):
+    """A held architecture that the logits have left: finalize keeps the held one and reports the
+    argmax architecture's sparsity and the share of its units the kept one differs by; a method
+    that holds nothing reports neither."""
+    conf = dict(max_switches=1, move_band=0.02) if holding else {}
+    model = nascp_model(tiny_ckpt, tmp_path, target_sparsity=0.6, warmup_steps=0, **conf)
+    p = model.pruner
+    if holding:
+        p.chosen_widths(hold=True)  # every group holds its full width (all logits tied)
+    with torch.no_grad():  # the logits now prefer the narrowest candidate everywhere
+        for a in p.alpha.values():
+            a.zero_()[0] = 0.05
+    narrow = {n: ks[0] for n, ks in p.candidates.items()}
+    full = p.chosen_widths()
+    out = p.finalize().to_json()
+    if not holding:
+        assert full == narrow
+        assert "unheld_achieved" not in out and "unheld_apart_units" not in out
+        return
+    assert full == p.full_widths()
+    assert out["sparsity_before_snap"] == pytest.approx(0.0)
+    assert out["unheld_achieved"]["all"] == pytest.approx(float(p.sparsity_of(narrow)))
+    apart = sum(full[n] - narrow[n] for n in full) / sum(narrow.values())
+    assert out["unheld_apart_units"] == pytest.approx(apart) and apart > 1

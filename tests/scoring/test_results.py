@@ -114,20 +114,41 @@ def test_trace_summary_counts_steps_at_the_full_target(tmp_path):
     assert trace_summary([str(tmp_path / "s.tsv"), str(tmp_path / "f.tsv")], 0.5)["lr_digest"] != same
 
 
-def test_meta_warns_when_finalize_decided_the_target(tmp_path, capsys):
-    exp = tmp_path / "asr_hj_size_0.5"
+def _meta_of_a_pruning_run(exp, method: str, target: float, reached: float, pruning: dict) -> None:
+    """results meta on a 4-step run that reached ``reached`` at every step, with ``pruning``
+    among its pruning.json entries."""
     _write_log(exp / "train.log", 40)
-    _write_trace(exp / "trace.tsv", [(k + 1, 1e-3, 0.3, 0.5) for k in range(4)])
-    (exp / "pruning.json").write_text(json.dumps({
-        "per_layer_sparsity": {}, "prunable_keys": [FC1], "sparsity_before_snap": 0.3,
-        "snap_changed_units": 0.25}))
-    assert main(["meta", "--exp", str(exp), "--method", "hj", "--target_sparsity", "0.5",
+    _write_trace(exp / "trace.tsv", [(k + 1, 1e-3, reached, target) for k in range(4)])
+    (exp / "pruning.json").write_text(json.dumps({"per_layer_sparsity": {}, "prunable_keys": [FC1], **pruning}))
+    assert main(["meta", "--exp", str(exp), "--method", method, "--target_sparsity", str(target),
                  "--train_log", str(exp / "train.log"), "--model", "m.pth",
                  "--pruning", str(exp / "pruning.json"), "--trace", str(exp / "trace.tsv")]) == 0
+
+
+def test_meta_warns_when_finalize_decided_the_target(tmp_path, capsys):
+    exp = tmp_path / "asr_hj_size_0.5"
+    _meta_of_a_pruning_run(exp, "hj", 0.5, 0.3, {"sparsity_before_snap": 0.3, "snap_changed_units": 0.25})
     assert "target decided by finalize, not by training" in capsys.readouterr().out
     meta = json.loads((exp / "meta.json").read_text())
     assert meta["trained_achieved"] == 0.3 and meta["sparsity_before_snap"] == 0.3
     assert meta["snap_changed_units"] == 0.25 and meta["steps"] == 4
+
+
+def test_meta_and_table_show_the_unheld_architecture_of_a_holding_method(tmp_path, capsys):
+    exp = tmp_path / "asr_nascp_0.65"
+    _meta_of_a_pruning_run(exp, "nascp", 0.65, 0.648, {
+        "sparsity_before_snap": 0.648, "snap_changed_units": 0.0,
+        "unheld_achieved": {"all": 0.803}, "unheld_apart_units": 0.423})
+    out = capsys.readouterr().out
+    assert "NOTE nascp_0.65" in out and "42.3% of its units; unheld: 0.803" in out
+    assert "target decided by finalize" not in out  # the held architecture is on target
+    meta = json.loads((exp / "meta.json").read_text())
+    assert meta["unheld_achieved"] == {"all": 0.803} and meta["unheld_apart_units"] == 0.423
+    rows = _rows()
+    rows[-1].update(unheld_achieved={"cnn": 0.5, "transformer": 0.7}, unheld_apart_units=0.1)
+    assert "| 0.410 **(snap)** (unheld cnn 0.500, transformer 0.700) | 15.3% |" in markdown(rows, ["test"])
+    rows[-1]["unheld_apart_units"] = 0.0  # held = unheld: nothing to show
+    assert "| 0.410 **(snap)** | 15.3% |" in markdown(rows, ["test"])
 
 
 def _save_model(path, fc1_rows: int = 4, zero_rows: int = 0) -> None:

@@ -43,7 +43,7 @@ def main(runs: list[str]) -> None:
         ckpt = last_epoch(run)
         net, _ = PinchASRTask.build_model_from_file(run / "config.yaml", ckpt, "cpu")
         p = net.pruner
-        if getattr(p, "held", None) is None:
+        if not p.holds:
             raise SystemExit(f"{run}: its method holds no architecture (NAS-CP max_switches, HJ move_band)")
         held = p.chosen_widths()
         free, expected = p.unheld_widths(), expected_widths(p)
