@@ -34,6 +34,11 @@ def keeps_band(new_gap: float, gap: float, band: float) -> bool:
     return new_gap <= band or new_gap < gap
 
 
+def units_apart(widths: Dict[str, int], ref: Dict[str, int]) -> float:
+    """How far two architectures are: sum over groups of |widths - ref| / sum of ref's units."""
+    return sum(abs(int(widths[n]) - int(ref[n])) for n in ref) / max(1, sum(int(w) for w in ref.values()))
+
+
 class StructuredPruner(AbsPruner):
     needs_ssl_model = True  # PinchASRTask passes ssl_model= (the units live there)
     holds = False  # True: the chosen architecture is held between steps (``unheld_widths`` differs)
@@ -216,7 +221,6 @@ class StructuredPruner(AbsPruner):
         before = self.chosen_widths()
         free = self.unheld_widths() if self.holds else None
         widths = self.snap_widths(before)
-        changed = sum(abs(int(widths[n]) - int(before[n])) for n in before)
         self.set_final_masks(widths)
         keep = self.keep_units(widths)
         extra_params = self.num_extra_params()
@@ -228,8 +232,7 @@ class StructuredPruner(AbsPruner):
             extra_params=extra_params, target_sparsity=self.target_sparsity,
             sparsity_before_snap=float(self.sparsity_of(before)),
             achieved_before_snap={p: float(v) for p, v in self.achieved(before).items()},
-            snap_changed_units=changed / max(1, sum(int(w) for w in before.values())),
+            snap_changed_units=units_apart(widths, before),
             unheld_achieved=None if free is None else {p: float(v) for p, v in self.achieved(free).items()},
-            unheld_apart_units=None if free is None else (
-                sum(abs(int(before[n]) - int(free[n])) for n in free) / max(1, sum(int(w) for w in free.values()))),
+            unheld_apart_units=None if free is None else units_apart(before, free),
             keep=keep, widths=widths, method=self.method_entries(widths))

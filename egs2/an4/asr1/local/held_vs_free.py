@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from espnet_pinch.pruning.structured import units_apart
 from espnet_pinch.tasks.asr import PinchASRTask
 
 
@@ -53,7 +54,7 @@ def main(runs: list[str]) -> None:
                 f"free {float(p.sparsity_of(free)):.3f}{constrained(p, free)}")
         if expected is not None:
             line += f", expected {float(p.sparsity_of(expected)):.3f}"
-        units = sum(abs(held[n] - free[n]) for n in held) / max(1, sum(free.values()))
+        units = units_apart(held, free)
         print(f"{line}; units differing {units:.1%} of the free ones (target {p.target_sparsity})", flush=True)
 
 
