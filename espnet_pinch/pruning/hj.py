@@ -262,7 +262,7 @@ class HJPruner(StructuredPruner):
         update = torch.is_grad_enabled()
         # one deterministic-architecture evaluation per step (a training step moves the held one)
         widths = self.chosen_widths(hold=self._expected is not None and update)
-        chosen = {p: float(v) for p, v in self.achieved(widths).items()}
+        chosen = self.achieved_values(widths)
         stats = {"sparsity": torch.tensor(float(self.sparsity_of(widths)))}
         if self.target_on == "macs":
             stats["macs_sparsity"] = torch.tensor(chosen["all"])
@@ -305,7 +305,7 @@ class HJPruner(StructuredPruner):
         return {n: sorted(torch.nonzero(self.column_mask(n).mask).flatten().tolist()) for n in self.groups}
 
     def method_entries(self, widths: Dict[str, int]) -> Dict[str, object]:
-        out = {"achieved": {p: float(v) for p, v in self.achieved(widths).items()},
+        out = {"achieved": self.achieved_values(widths),
                "targets": dict(self.targets), "target_on": self.target_on}
         if self.cost.macs_terms is not None:
             out["macs_sparsity"] = float(1.0 - self.macs_of(widths) / self.dense_macs)

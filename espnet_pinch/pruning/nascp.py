@@ -219,6 +219,10 @@ class NASCPPruner(StructuredPruner):
         """A group's width expected under the softmax of its logits."""
         return torch.softmax(logit, 0) @ torch.tensor(ks, dtype=logit.dtype, device=logit.device)
 
+    def expected_widths(self) -> Dict[str, torch.Tensor]:
+        """Each group's width expected under the softmax of its logits (as HJ's under its gates)."""
+        return {n: self.expected_width(self.logits(n), ks) for n, ks in self.candidates.items()}
+
     def unheld_widths(self) -> Dict[str, int]:
         """The logits' own architecture: the argmax candidate of every group."""
         return {n: ks[self.argmax_index(self.logits(n))] for n, ks in self.candidates.items()}

@@ -199,7 +199,7 @@ class SPGStructPruner(StructuredPruner):
         return {n: sorted(idx.tolist()) for n, idx in self._kept_units(widths).items()}
 
     def method_entries(self, widths: Dict[str, int]) -> Dict[str, object]:
-        out = {"achieved": {p: float(v) for p, v in self.achieved(widths).items()},
+        out = {"achieved": self.achieved_values(widths),
                "targets": dict(self.targets), "target_on": self.target_on,
                "thresholds": {n: round(float(self.threshold(n)), 4) for n in self.groups}}
         if self.cost.macs_terms is not None:

@@ -197,6 +197,10 @@ class StructuredPruner(AbsPruner):
         """What the target constrains, for given widths (here: the overall sparsity)."""
         return {"all": self.sparsity_of(widths)}
 
+    def achieved_values(self, widths: Dict[str, object]) -> Dict[str, float]:
+        """``achieved`` as plain floats (what stats and records report)."""
+        return {p: float(v) for p, v in self.achieved(widths).items()}
+
     def method_entries(self, widths: Dict[str, int]) -> Dict[str, object]:
         """The method's own entries of its ``FinalizeResult`` for the final widths."""
         return {}
@@ -231,8 +235,8 @@ class StructuredPruner(AbsPruner):
             gated_layers=list(self.layers), gated_params=self.total_params,
             extra_params=extra_params, target_sparsity=self.target_sparsity,
             sparsity_before_snap=float(self.sparsity_of(before)),
-            achieved_before_snap={p: float(v) for p, v in self.achieved(before).items()},
+            achieved_before_snap=self.achieved_values(before),
             snap_changed_units=units_apart(widths, before),
-            unheld_achieved=None if free is None else {p: float(v) for p, v in self.achieved(free).items()},
+            unheld_achieved=None if free is None else self.achieved_values(free),
             unheld_apart_units=None if free is None else units_apart(before, free),
             keep=keep, widths=widths, method=self.method_entries(widths))

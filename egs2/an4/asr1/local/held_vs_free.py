@@ -3,9 +3,10 @@ HJ with ``move_band``): at the end of a search, how far the held architecture (w
 and finalize use) is from the one the method's own parameters choose unheld (NAS-CP: the
 argmax candidate per group; HJ: each group's round(E[count]); ``unheld_widths`` of each). For each run dir, builds the model from
 ``config.yaml`` and the search's last epoch checkpoint (``<N>epoch.pth``) and prints the groups
-where the two differ and the sparsity each has (NAS-CP also the expected one under the softmax,
-what the term holds at the target without ``hard_gap``; for HJ ``achieved`` is what the target
-constrains: size or MACs reduction).
+where the two differ and the sparsity each has, and the sparsity of the widths expected under the
+method's distribution (``expected_widths``: NAS-CP's softmax, HJ's gates; what the term holds at
+the target without ``hard_gap``); for HJ ``achieved`` is what the target constrains: size or MACs
+reduction.
 Run in egs2/an4/asr1 (the configs' paths are relative to it), e.g.
 PYTHONPATH=../../.. ../../../tools/venv/bin/python local/held_vs_free.py exp/asr_nascp_0.65_b*_s* > held_vs_free.txt
 """
@@ -25,17 +26,10 @@ def last_epoch(run: Path) -> Path:
     return eps[-1]
 
 
-def expected_widths(p) -> dict | None:
-    """NAS-CP's widths expected under the softmax of the logits; None for HJ."""
-    if not hasattr(p, "candidates"):
-        return None
-    return {n: float(p.expected_width(p.logits(n), ks)) for n, ks in p.candidates.items()}
-
-
 def constrained(p, widths) -> str:
     if getattr(p, "target_on", "size") == "size":  # the sparsity is what is constrained
         return ""
-    return " (" + ", ".join(f"{k} {float(v):.3f}" for k, v in p.achieved(widths).items()) + ")"
+    return " (" + ", ".join(f"{k} {v:.3f}" for k, v in p.achieved_values(widths).items()) + ")"
 
 
 @torch.no_grad()
@@ -47,13 +41,12 @@ def main(runs: list[str]) -> None:
         if not p.holds:
             raise SystemExit(f"{run}: its method holds no architecture (NAS-CP max_switches, HJ move_band)")
         held = p.chosen_widths()
-        free, expected = p.unheld_widths(), expected_widths(p)
+        free, expected = p.unheld_widths(), p.expected_widths()
         off = [n for n in held if held[n] != free[n]]
         line = (f"{run.name} ({ckpt.name}): held != free in {len(off)} of {len(held)} groups; sparsity "
                 f"held {float(p.sparsity_of(held)):.3f}{constrained(p, held)}, "
-                f"free {float(p.sparsity_of(free)):.3f}{constrained(p, free)}")
-        if expected is not None:
-            line += f", expected {float(p.sparsity_of(expected)):.3f}"
+                f"free {float(p.sparsity_of(free)):.3f}{constrained(p, free)}, "
+                f"expected {float(p.sparsity_of(expected)):.3f}")
         units = units_apart(held, free)
         print(f"{line}; units differing {units:.1%} of the free ones (target {p.target_sparsity})", flush=True)
 
