@@ -174,7 +174,7 @@ class HJPruner(StructuredPruner):
             self.build_macs_model()
         self.move_band = float(move_band)
         self.holds = bool(self.move_band)
-        if self.move_band:  # -1: nothing held yet (the first training step sets every group)
+        if self.holds:  # -1: nothing held yet (the first training step sets every group)
             self.register_buffer("held", torch.full((len(self.groups),), -1, dtype=torch.long))
         self._expected = None
         self.attach()
@@ -208,7 +208,7 @@ class HJPruner(StructuredPruner):
         """The deterministic architecture's kept counts: the gates' rounded ones, or with
         ``move_band`` the held ones, which ``hold`` (a training step) moves towards the rounded
         ones as far as the band allows. Evaluation and finalize see what training last held."""
-        held = dict(zip(self.groups, self.held.tolist())) if self.move_band else {}
+        held = dict(zip(self.groups, self.held.tolist())) if self.holds else {}
         if held and not hold and min(held.values()) >= 0:
             return held
         free = self.unheld_widths()
