@@ -34,6 +34,7 @@ from espnet_pinch.compaction.units import KINDS
 from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
                                               warmed_up_target)
 from espnet_pinch.pruning.structured import StructuredPruner, keeps_band
+from espnet_pinch.train.schedule import steps_of
 
 
 class NASCPPruner(StructuredPruner):
@@ -80,6 +81,15 @@ class NASCPPruner(StructuredPruner):
             the band the architecture stays in it (one move is 0.019 on AN4, the band 2 x this
             wide), so the search cannot swing through the target; inside it the logits decide
             freely. 0: off. Our controller for NAS-CP's late swing at short budgets (README).
+        hard_tail (ours): the search's steps in the last ``hard_tail`` share of the whole
+            compression's budget train the architecture that would be kept (the held one, else
+            the argmax) with hard masks, the logits out of the forward (no gradient, so they
+            stay), the size term off. The recipe's fine-tuning epoch is that share at 4 epochs
+            (1 of 4), so 0.25 changes nothing there; at 1-2 epochs, where there is no
+            fine-tuning epoch, the kept architecture otherwise is decoded with weights trained
+            only under the Gumbel-softmax mixture (README, "NAS-CP's move band"). 0: off.
+            Under DDP the tail leaves the logits out of the graph: train with ESPnet's
+            ``unused_parameters: true``.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class NASCPPruner(StructuredPruner):
         max_switches: int = 0,
         move_band: float = 0.0,
         gap_on_argmax: bool = False,
+        hard_tail: float = 0.0,
     ):
         fr = [float(f) for f in width_fractions]
         if not fr or any(not 0 < f <= 1 for f in fr):
@@ -123,8 +134,13 @@ class NASCPPruner(StructuredPruner):
         if gap_on_argmax and not hard_gap:
             raise ValueError("pruner_conf.gap_on_argmax needs hard_gap: true (it says which "
                              "architecture's sparsity the term's value is)")
+        if not 0 <= hard_tail < 1:
+            raise ValueError(f"pruner_conf.hard_tail must be in [0, 1), got {hard_tail!r}")
         super().__init__(prunable, ssl_model, target_sparsity, units, finalize_tolerance,
                          finetune_epochs)
+        self.hard_tail = float(hard_tail)
+        self.tail_from: Optional[int] = None  # first step of the hard tail, from the budget
+        self._tail = False  # this training forward is one of the tail's
         self.gap_on_argmax = bool(gap_on_argmax)
         self.tau = (float(tau_start), float(tau_end), int(tau_steps))
         self.hard_gap = bool(hard_gap)
@@ -158,6 +174,10 @@ class NASCPPruner(StructuredPruner):
 
     def bind_budget(self, total_steps: int) -> None:
         super().bind_budget(total_steps)
+        if self.hard_tail:
+            self.tail_from = int(total_steps) - steps_of(self.hard_tail, total_steps)
+            logging.info(f"pruner: steps from {self.tail_from} of {total_steps} train the kept "
+                         "architecture with hard masks (hard_tail)")
         if self.max_switches:
             logging.info(f"pruner: at most {self.switches_per_step} architecture moves a step")
 
@@ -241,6 +261,11 @@ class NASCPPruner(StructuredPruner):
             self.set_hard_widths(self.chosen_widths())
             self._expected = None
             return
+        self._tail = self.tail_from is not None and int(self.step) >= self.tail_from
+        if self._tail:  # the kept architecture, hard; the logits out of the graph
+            self.set_hard_widths(self.chosen_widths())
+            self._expected = None
+            return
         tau, expected = self.temperature(), {}
         for name, ks in self.candidates.items():
             logit = self.logits(name)
@@ -252,6 +277,8 @@ class NASCPPruner(StructuredPruner):
         self._expected = expected
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        if self._tail:
+            return self._tail_loss()
         training = self._expected is not None and torch.is_grad_enabled()
         chosen = float(self.sparsity_of(self.chosen_widths(hold=training)))
         if self._expected is None:  # evaluation: report only
@@ -275,6 +302,23 @@ class NASCPPruner(StructuredPruner):
                  "expected_sparsity": expected.detach(), "target_sparsity": torch.tensor(target),
                  "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
         return term, stats
+
+    def _tail_loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """A hard-tail step (``hard_tail``): no term, the step counted, the stats a search step
+        logs (the trace's columns stay filled)."""
+        self._tail = False
+        zero = self.lambda1.new_zeros(())
+        if torch.is_grad_enabled():
+            self.step.add_(1)
+        with torch.no_grad():
+            expected = self.sparsity_of(self.expected_widths())
+        stats = {"loss_sparsity": zero, "sparsity": torch.tensor(float(self.sparsity_of(self.chosen_widths()))),
+                 "expected_sparsity": expected,
+                 "target_sparsity": torch.tensor(warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)),
+                 "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
+        if self.gap_on_argmax:
+            stats["argmax_sparsity"] = torch.tensor(float(self.sparsity_of(self.unheld_widths())))
+        return zero, stats
 
     # -- finalize -------------------------------------------------------------------------
     @torch.no_grad()

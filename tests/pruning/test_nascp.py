@@ -322,3 +322,45 @@ def test_finalize_reports_the_unheld_architecture_of_a_method_that_holds(tiny_ck
     assert out["unheld_achieved"]["all"] == pytest.approx(float(p.sparsity_of(narrow)))
     apart = sum(full[n] - narrow[n] for n in full) / sum(narrow.values())
     assert out["unheld_apart_units"] == pytest.approx(apart) and apart > 1
+
+
+def test_hard_tail_trains_the_kept_architecture_with_hard_masks_and_leaves_the_logits(tiny_ckpt, tmp_path):
+    """hard_tail 0.5 of a 4-step budget: steps 0-1 search (soft Gumbel masks, the term, the
+    logits' gradient), steps 2-3 train the held architecture with hard masks, no term, no
+    gradient to the logits; the step still counts and the logged stats keep their keys."""
+    torch.manual_seed(0)
+    model = nascp_model(tiny_ckpt, tmp_path, target_sparsity=0.6, penalty=10.0, dual_lr=1.0,
+                        warmup_steps=0, hard_gap=True, max_switches=1, hard_tail=0.5)
+    p = model.pruner
+    p.bind_budget(4)
+    assert p.tail_from == 2
+    with torch.no_grad():  # the logits prefer the narrowest candidate everywhere
+        for a in p.alpha.values():
+            a.zero_()[0] = 0.05
+    model.train()
+    keys = None
+    for step in range(4):
+        p.zero_grad(set_to_none=True)
+        lam = float(p.lambda1)
+        p.before_forward()
+        soft = [p.column_mask(n).soft for n in p.candidates]
+        loss, stats = p.loss()
+        total = loss + sum(m.sum() for m in soft if m is not None)
+        if total.requires_grad:  # the tail's masks and term hang on no logit
+            total.backward()
+        keys = keys or set(stats)
+        assert set(stats) == keys
+        assert int(p.step) == step + 1
+        grads = [a.grad for a in p.alpha.values()]
+        if step < 2:
+            assert all(m is not None for m in soft) and all(g is not None for g in grads)
+            assert float(p.lambda1) != lam
+        else:
+            held = p.chosen_widths()
+            assert all(m is None for m in soft) and all(g is None for g in grads)
+            assert float(stats["loss_sparsity"]) == 0.0 and float(p.lambda1) == lam
+            for n, w in held.items():  # the held architecture's units, hard
+                assert int(p.column_mask(n).mask.sum()) == w
+            assert float(stats["sparsity"]) == pytest.approx(float(p.sparsity_of(held)))
+    with pytest.raises(ValueError, match="pruner_conf.hard_tail"):
+        nascp_model(tiny_ckpt, tmp_path, hard_tail=1.0)
