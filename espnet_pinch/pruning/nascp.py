@@ -42,7 +42,10 @@ class NASCPPruner(StructuredPruner):
         target_sparsity: fraction of the prunable weights to remove, in [0, 1).
         width_fractions: candidate widths as fractions of each group's units, in (0, 1].
         units: which unit kinds to search: conv, heads, ffn.
-        tau_start, tau_end, tau_steps: Gumbel-softmax temperature schedule.
+        tau_start, tau_end, tau_steps: Gumbel-softmax temperature schedule; ``tau_steps`` in
+            (0, 1) is that share of the whole compression's steps (``train.schedule.steps_of``),
+            so the anneal keeps its shape on any budget (0.75: the 3 search epochs of 4); a whole
+            number is that many steps on every budget.
         arch_lr_scale: learning-rate multiplier of the architecture logits (> 0).
         warmup_steps: steps over which the target ramps up linearly from 0
             (a value in (0, 1): that fraction of the whole compression's steps, ``lagrangian.py``).
@@ -142,7 +145,8 @@ class NASCPPruner(StructuredPruner):
         self.tail_from: Optional[int] = None  # first step of the hard tail, from the budget
         self._tail = False  # this training forward is one of the tail's
         self.gap_on_argmax = bool(gap_on_argmax)
-        self.tau = (float(tau_start), float(tau_end), int(tau_steps))
+        self.tau_steps = float(tau_steps)  # resolved against the budget if a share
+        self.tau = (float(tau_start), float(tau_end), steps_of(self.tau_steps, None))
         self.hard_gap = bool(hard_gap)
         self.arch_lr_scale = float(arch_lr_scale)
         init_term(self, warmup_steps, dual_lr, penalty, budget_ref_steps=budget_ref_steps,
@@ -169,11 +173,15 @@ class NASCPPruner(StructuredPruner):
 
     def temperature(self) -> float:
         t0, t1, n = self.tau
+        if n is None:
+            raise ValueError("pruner_conf.tau_steps is a share of the budget, but no budget was "
+                             "bound: train with `scheduler: budgetlr` (espnet_pinch/train/schedule.py)")
         frac = min(1.0, float(self.step) / n) if n else 1.0
         return t0 * (t1 / t0) ** frac
 
     def bind_budget(self, total_steps: int) -> None:
         super().bind_budget(total_steps)
+        self.tau = self.tau[:2] + (steps_of(self.tau_steps, total_steps),)
         if self.hard_tail:
             self.tail_from = int(total_steps) - steps_of(self.hard_tail, total_steps)
             logging.info(f"pruner: steps from {self.tail_from} of {total_steps} train the kept "

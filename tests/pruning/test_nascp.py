@@ -364,3 +364,20 @@ def test_hard_tail_trains_the_kept_architecture_with_hard_masks_and_leaves_the_l
             assert float(stats["sparsity"]) == pytest.approx(float(p.sparsity_of(held)))
     with pytest.raises(ValueError, match="pruner_conf.hard_tail"):
         nascp_model(tiny_ckpt, tmp_path, hard_tail=1.0)
+
+
+def test_tau_steps_as_a_share_anneals_over_that_share_of_any_budget(tiny_ckpt, tmp_path):
+    model = nascp_model(tiny_ckpt, tmp_path, tau_start=1.0, tau_end=0.01, tau_steps=0.5)
+    p = model.pruner
+    with pytest.raises(ValueError, match="pruner_conf.tau_steps"):
+        p.temperature()
+    for budget, halfway in [(40, 10), (8, 2)]:  # half of the share: the geometric mean, 0.1
+        p.bind_budget(budget)
+        p.step.fill_(halfway)
+        assert p.temperature() == pytest.approx(0.1)
+        p.step.fill_(budget // 2)
+        assert p.temperature() == pytest.approx(0.01)
+    p = nascp_model(tiny_ckpt, tmp_path, tau_start=1.0, tau_end=0.01, tau_steps=20).pruner
+    p.bind_budget(8)  # a whole number of steps stays that many on any budget
+    p.step.fill_(10)
+    assert p.temperature() == pytest.approx(0.1)
