@@ -293,40 +293,41 @@ class NASCPPruner(StructuredPruner):
             zero = self.lambda1.new_zeros(())
             return zero, {"sparsity": torch.tensor(chosen), "loss_sparsity": zero}
         expected = s = self.sparsity_of(self._expected)
-        stats = {}
+        argmax = float(self.sparsity_of(self.unheld_widths())) if self.gap_on_argmax else None
         if self.hard_gap:  # the argmax architecture's value, the expectation's gradient
-            hard = chosen
-            if self.gap_on_argmax:  # the logits' own argmax, not the held architecture
-                hard = float(self.sparsity_of(self.unheld_widths()))
-                stats["argmax_sparsity"] = torch.tensor(hard)
-            s = straight_through(s, hard)
+            # with gap_on_argmax the logits' own argmax, not the held architecture
+            s = straight_through(s, chosen if argmax is None else argmax)
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
         term = sparsity_term(s - target, self.lambda1, self.step, self.penalty, self.dual_lr,
                              update=torch.is_grad_enabled(), gap_clip=self.dual_gap_clip)
         for name in self.candidates:  # each forward's soft masks are used once
             self.column_mask(name).soft = None
         self._expected = None
-        stats = {**stats, "loss_sparsity": term.detach(), "sparsity": torch.tensor(chosen),
-                 "expected_sparsity": expected.detach(), "target_sparsity": torch.tensor(target),
-                 "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
-        return term, stats
+        return term, self._step_stats(term, chosen, expected, target, argmax)
 
     def _tail_loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """A hard-tail step (``hard_tail``): no term, the step counted, the stats a search step
         logs (the trace's columns stay filled)."""
         self._tail = False
         zero = self.lambda1.new_zeros(())
+        target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
         if torch.is_grad_enabled():
             self.step.add_(1)
         with torch.no_grad():
             expected = self.sparsity_of(self.expected_widths())
-        stats = {"loss_sparsity": zero, "sparsity": torch.tensor(float(self.sparsity_of(self.chosen_widths()))),
-                 "expected_sparsity": expected,
-                 "target_sparsity": torch.tensor(warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)),
+        argmax = float(self.sparsity_of(self.unheld_widths())) if self.gap_on_argmax else None
+        return zero, self._step_stats(zero, float(self.sparsity_of(self.chosen_widths())),
+                                      expected, target, argmax)
+
+    def _step_stats(self, term, chosen: float, expected, target: float,
+                    argmax: Optional[float]) -> Dict[str, torch.Tensor]:
+        """What a training step logs (train.log, trace.tsv)."""
+        stats = {"loss_sparsity": term.detach(), "sparsity": torch.tensor(chosen),
+                 "expected_sparsity": expected.detach(), "target_sparsity": torch.tensor(target),
                  "lambda1": self.lambda1.clone(), "gumbel_tau": torch.tensor(self.temperature())}
-        if self.gap_on_argmax:
-            stats["argmax_sparsity"] = torch.tensor(float(self.sparsity_of(self.unheld_widths())))
-        return zero, stats
+        if argmax is not None:
+            stats["argmax_sparsity"] = torch.tensor(argmax)
+        return stats
 
     # -- finalize -------------------------------------------------------------------------
     @torch.no_grad()
