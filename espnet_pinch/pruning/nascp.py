@@ -90,7 +90,9 @@ class NASCPPruner(StructuredPruner):
             stay), the size term off. The recipe's fine-tuning epoch is that share at 4 epochs
             (1 of 4), so 0.25 changes nothing there; at 1-2 epochs, where there is no
             fine-tuning epoch, the kept architecture otherwise is decoded with weights trained
-            only under the Gumbel-softmax mixture (README, "NAS-CP's move band"). 0: off.
+            only under the Gumbel-softmax mixture. On AN4 (nascp_tail.yaml, 1 and 2 epochs,
+            2 seeds) it did not remove the band's 1-epoch cost (README, "NAS-CP's move band").
+            0: off.
             Under DDP the tail leaves the logits out of the graph: train with ESPnet's
             ``unused_parameters: true``.
     """
