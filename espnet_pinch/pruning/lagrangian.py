@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import torch
 
-from espnet_pinch.train.schedule import steps_of
+from espnet_pinch.train.schedule import steps_of, unbound_budget
+
+NEEDS_BUDGETLR = "train with `scheduler: budgetlr` (espnet_pinch/train/schedule.py)"
 
 
 def init_term(module: torch.nn.Module, warmup_steps, dual_lr, penalty,
@@ -95,8 +97,7 @@ def bind_budget(module: torch.nn.Module, total_steps: int) -> None:
 def warmed_up_target(target: float, step: torch.Tensor, warmup_steps: int | None) -> float:
     """s*(k): linear ramp from 0 to ``target`` over ``warmup_steps`` (none if 0)."""
     if warmup_steps is None:
-        raise ValueError("pruner_conf.warmup_steps is a fraction of the budget, but no budget was "
-                         "bound: train with `scheduler: budgetlr` (espnet_pinch/train/schedule.py)")
+        raise unbound_budget("pruner_conf.warmup_steps", NEEDS_BUDGETLR)
     if warmup_steps == 0:
         return target
     return target * min(1.0, float(step) / warmup_steps)

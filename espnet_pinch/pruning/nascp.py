@@ -31,10 +31,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from espnet_pinch.compaction.units import KINDS
-from espnet_pinch.pruning.lagrangian import (init_term, sparsity_term, straight_through,
-                                              warmed_up_target)
+from espnet_pinch.pruning.lagrangian import (NEEDS_BUDGETLR, init_term, sparsity_term,
+                                              straight_through, warmed_up_target)
 from espnet_pinch.pruning.structured import StructuredPruner, keeps_band
-from espnet_pinch.train.schedule import steps_of
+from espnet_pinch.train.schedule import steps_of, unbound_budget
 
 
 class NASCPPruner(StructuredPruner):
@@ -145,7 +145,6 @@ class NASCPPruner(StructuredPruner):
                          finetune_epochs)
         self.hard_tail = float(hard_tail)
         self.tail_from: Optional[int] = None  # first step of the hard tail, from the budget
-        self._tail = False  # this training forward is one of the tail's
         self.gap_on_argmax = bool(gap_on_argmax)
         self.tau_steps = float(tau_steps)  # resolved against the budget if a share
         self.tau = (float(tau_start), float(tau_end), steps_of(self.tau_steps, None))
@@ -176,8 +175,7 @@ class NASCPPruner(StructuredPruner):
     def temperature(self) -> float:
         t0, t1, n = self.tau
         if n is None:
-            raise ValueError("pruner_conf.tau_steps is a share of the budget, but no budget was "
-                             "bound: train with `scheduler: budgetlr` (espnet_pinch/train/schedule.py)")
+            raise unbound_budget("pruner_conf.tau_steps", NEEDS_BUDGETLR)
         frac = min(1.0, float(self.step) / n) if n else 1.0
         return t0 * (t1 / t0) ** frac
 
@@ -190,6 +188,11 @@ class NASCPPruner(StructuredPruner):
                          "architecture with hard masks (hard_tail)")
         if self.max_switches:
             logging.info(f"pruner: at most {self.switches_per_step} architecture moves a step")
+
+    @property
+    def in_tail(self) -> bool:
+        """This training forward is one of ``hard_tail``'s (the step counts after its loss)."""
+        return self.training and self.tail_from is not None and int(self.step) >= self.tail_from
 
     @property
     def switches_per_step(self) -> int:
@@ -271,8 +274,7 @@ class NASCPPruner(StructuredPruner):
             self.set_hard_widths(self.chosen_widths())
             self._expected = None
             return
-        self._tail = self.tail_from is not None and int(self.step) >= self.tail_from
-        if self._tail:  # the kept architecture, hard; the logits out of the graph
+        if self.in_tail:  # the kept architecture, hard; the logits out of the graph
             self.set_hard_widths(self.chosen_widths())
             self._expected = None
             return
@@ -287,7 +289,7 @@ class NASCPPruner(StructuredPruner):
         self._expected = expected
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        if self._tail:
+        if self.in_tail:
             return self._tail_loss()
         training = self._expected is not None and torch.is_grad_enabled()
         chosen = float(self.sparsity_of(self.chosen_widths(hold=training)))
@@ -310,7 +312,6 @@ class NASCPPruner(StructuredPruner):
     def _tail_loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """A hard-tail step (``hard_tail``): no term, the step counted, the stats a search step
         logs (the trace's columns stay filled)."""
-        self._tail = False
         zero = self.lambda1.new_zeros(())
         target = warmed_up_target(self.target_sparsity, self.step, self.warmup_steps)
         if torch.is_grad_enabled():

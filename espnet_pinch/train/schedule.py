@@ -53,6 +53,11 @@ def steps_of(value: float, total_steps: int) -> int | None:
     return int(value)
 
 
+def unbound_budget(key: str, fix: str) -> ValueError:
+    """The error for a schedule length ``key`` given as a share of a budget nobody bound."""
+    return ValueError(f"{key} is a fraction of the budget, but no budget was bound: {fix}")
+
+
 class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 20,
                  final_lr_scale: float = 0.05, budget_epochs: Optional[int] = None,
@@ -141,8 +146,8 @@ class BudgetLR(_LRScheduler, AbsBatchStepScheduler):
 
     def step(self, epoch=None) -> None:
         if self.warmup_steps is None and self.last_epoch >= 0:
-            raise ValueError("scheduler_conf.warmup_steps is a fraction of the budget, but no budget "
-                             "was bound: train with espnet_pinch's trainer (train/trainer.py)")
+            raise unbound_budget("scheduler_conf.warmup_steps",
+                                 "train with espnet_pinch's trainer (train/trainer.py)")
         if self.trace_path is not None and self.last_epoch >= 0:
             stats = self.observe()
             row = [str(self.global_step()), repr(self.optimizer.param_groups[0]["lr"])]
