@@ -351,8 +351,10 @@ def test_seeds_are_summarised_and_tested_pooled_against_the_same_seeds(tmp_path)
     assert "- spg: 0.50" in text
 
 
-def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsys):
-    rng = np.random.default_rng(2)
+def _spg_off_target(tmp_path, seed):
+    """dense_cont_s0 and spg_0.5_s0 (10 % of its steps at the target) on one lr schedule, and
+    the report's arguments."""
+    rng = np.random.default_rng(seed)
     words = rng.integers(1, 8, 30)
     err = rng.binomial(words, 0.2)
     exp_dir = tmp_path / "exp"
@@ -361,6 +363,11 @@ def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsy
               trained_achieved=0.45, lr_digest="a1")
     args = ["report", "--exp_dir", str(exp_dir), "--test_sets", "test",
             "--markdown", str(tmp_path / "R.md"), "--json", str(exp_dir / "results.json")]
+    return exp_dir, args, err, words
+
+
+def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsys):
+    exp_dir, args, err, words = _spg_off_target(tmp_path, 2)
     with pytest.raises(SystemExit, match="1 protocol problem"):
         main(args)
     assert "spg_0.5_s0: 10% of its steps" in capsys.readouterr().err
@@ -371,6 +378,28 @@ def test_report_fails_the_protocol_check_after_writing_the_table(tmp_path, capsy
     with pytest.raises(SystemExit, match="1 protocol problem"):
         main(args + ["--min_target_share", "0"])
     assert "ump_0.5_s0: its per-step lr differs from dense_cont_s0's" in capsys.readouterr().err
+
+
+def test_protocol_problems_of_recorded_runs_only_are_reported_not_failing(tmp_path, capsys):
+    """A flagged run kept only as a record (exp/records: a trial checked when it ran) is printed
+    but does not fail the stage; the recipe's own runs (directories here) still fail it."""
+    import shutil
+
+    exp_dir, args, err, words = _spg_off_target(tmp_path, 5)
+    with pytest.raises(SystemExit, match="1 protocol problem"):
+        main(args)  # its own run: fails (and records it)
+    capsys.readouterr()
+    shutil.rmtree(exp_dir / "asr_spg_0.5_s0")
+    assert main(args) == 0  # now only its record: reported
+    err_text = capsys.readouterr().err
+    assert "PROTOCOL (recorded run): spg_0.5_s0: 10% of its steps" in err_text
+    assert "1 protocol problem(s) among recorded runs only" in err_text
+    # a fresh dense_cont on another schedule than a recorded run's fails: it is this recipe's run
+    shutil.rmtree(exp_dir / "asr_dense_cont_s0")
+    _fake_exp(exp_dir, "dense_cont_s0", "dense_cont", 0.0, err, words, seed=0, lr_digest="b2")
+    with pytest.raises(SystemExit, match="1 protocol problem"):
+        main(args + ["--min_target_share", "0"])
+    assert "PROTOCOL: spg_0.5_s0: its per-step lr differs" in capsys.readouterr().err
 
 
 def test_budget_sweep_reports_the_least_time_within_dense_conts_interval(tmp_path):

@@ -92,8 +92,9 @@ skip_recorded=false     # true: stages 6-8 skip a run (not the dense model) whos
                         # <exp_dir>/records/<tag>.json exists and whose directory does not (done in
                         # an earlier session or on another machine; stage 9 reads it back; delete
                         # the record to redo it), e.g. the budget sweep's dense_cont runs
-min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run trained
-                        # at least this share of its steps at the full target (0: report only)
+min_target_share=0.4    # stage 9 fails (after writing the table) unless every pruning run here trained
+                        # at least this share of its steps at the full target (0: report only;
+                        # runs kept only as records are reported, not failing: scoring/results.py)
 smoke=false             # true: the recipe's smoke run (its run.sh sets the options): every stage on
                         # a small slice with the tiny upstream, in separate dirs (about 13 min on 2 cores)
 
