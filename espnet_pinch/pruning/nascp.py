@@ -270,23 +270,15 @@ class NASCPPruner(StructuredPruner):
 
     # -- forward --------------------------------------------------------------------------
     def before_forward(self) -> None:
-        if not self.training:
+        if not self.training or self.in_tail:  # the kept architecture, hard (the tail: logits out of the graph)
             self.set_hard_widths(self.chosen_widths())
             self._expected = None
             return
-        if self.in_tail:  # the kept architecture, hard; the logits out of the graph
-            self.set_hard_widths(self.chosen_widths())
-            self._expected = None
-            return
-        tau, expected = self.temperature(), {}
+        tau = self.temperature()
         for name, ks in self.candidates.items():
-            logit = self.logits(name)
-            y = torch.nn.functional.gumbel_softmax(logit, tau=tau, hard=False)
-            masks = self.keep_masks(name, ks).to(y)
-            cm = self.column_mask(name)
-            cm.soft = y @ masks
-            expected[name] = self.expected_width(logit, ks)
-        self._expected = expected
+            y = torch.nn.functional.gumbel_softmax(self.logits(name), tau=tau, hard=False)
+            self.column_mask(name).soft = y @ self.keep_masks(name, ks).to(y)
+        self._expected = self.expected_widths()
 
     def loss(self) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         if self.in_tail:
